@@ -1,0 +1,28 @@
+"""User-facing errors.
+
+A :class:`SelfsupError` is raised for problems the user can fix (a wrong name, a missing file,
+a bad shape). The CLI prints its message without a traceback and exits with ``exit_code``.
+Messages say what was wrong, where, and what to do.
+"""
+
+from __future__ import annotations
+
+
+class SelfsupError(Exception):
+    """An error caused by the user's input or configuration."""
+
+    exit_code: int = 2
+
+
+class DataError(SelfsupError):
+    """Input data is missing, unreadable or malformed."""
+
+
+class ConfigError(SelfsupError):
+    """A configuration value, name or override is invalid."""
+
+
+class NonFiniteLossError(SelfsupError):
+    """Training produced a NaN or infinite loss; raised after the last good checkpoint is kept."""
+
+    exit_code = 3
