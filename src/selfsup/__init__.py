@@ -1,0 +1,29 @@
+"""selfsup: self-supervised representation learning for every modality.
+
+Quick start::
+
+    from selfsup import RunConfig, pretrain
+    result = pretrain(RunConfig(data="digits"), run_dir="runs/demo")
+    print(result.metrics["evaluation_table"])
+"""
+
+from selfsup.backbones import create_backbone, list_backbones
+from selfsup.config import ComponentConfig, RunConfig, TrainConfig
+from selfsup.errors import SelfsupError
+from selfsup.methods import create_method, list_methods, register_method
+
+__version__ = "0.1.0"
+
+
+def pretrain(*args, **kwargs):  # noqa: D103  (documented in selfsup.train.runner.pretrain)
+    from selfsup.train.runner import pretrain as _pretrain
+
+    return _pretrain(*args, **kwargs)
+
+
+pretrain.__doc__ = "Pretrain an encoder; see :func:`selfsup.train.runner.pretrain`."
+
+__all__ = [
+    "pretrain", "RunConfig", "TrainConfig", "ComponentConfig", "create_backbone", "list_backbones",
+    "create_method", "list_methods", "register_method", "SelfsupError", "__version__",
+]

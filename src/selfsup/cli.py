@@ -1,0 +1,184 @@
+"""The ``selfsup`` command line: pretrain, evaluate, embed, list."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from selfsup.errors import SelfsupError
+
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="pretrain an encoder (default: SimCLR on scikit-learn's digits)",
+        description="Pretrain an encoder without labels, then evaluate it with kNN and a linear probe.",
+    )
+    p.add_argument("--method", help="method name (see `selfsup list methods`); default simclr")
+    p.add_argument("--data", help="built-in dataset name, a folder of images, or a .npy/.npz file; default digits")
+    p.add_argument("--backbone", help="backbone name (see `selfsup list backbones`); default resnet_tiny")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate (AdamW)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--accelerator", help="cpu, gpu or auto")
+    p.add_argument("--devices", help="number of devices, or auto")
+    p.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed or auto")
+    p.add_argument("-o", "--output", type=Path, help="run directory (default runs/<method>-<data>-<time>)")
+    p.add_argument("-c", "--config", type=Path, help="YAML config file (a recipe)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config field, e.g. --set method.temperature=0.2 (repeatable)",
+    )
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--skip-bad-files", action="store_true", help="skip unreadable image files instead of stopping")
+    p.add_argument("--no-eval", action="store_true", help="do not run the probes after training")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _config_from_args(args: argparse.Namespace):
+    from selfsup.config import RunConfig, apply_override, load_yaml, merge
+
+    values = RunConfig().to_dict()
+    if args.config is not None:
+        values = merge(values, load_yaml(args.config))
+    direct = {
+        "method": args.method, "data": args.data, "backbone": args.backbone,
+        "train.epochs": args.epochs, "train.batch_size": args.batch_size, "train.lr": args.lr,
+        "train.seed": args.seed, "train.accelerator": args.accelerator, "train.devices": args.devices,
+        "train.precision": args.precision,
+    }
+    for key, value in direct.items():
+        if value is None:
+            continue
+        if key in ("method", "backbone"):
+            values = merge(values, {key: {"name": value}})
+        else:
+            section, _, field = key.rpartition(".")
+            (values[section] if section else values)[field] = value
+    if args.skip_bad_files:
+        values["skip_bad_files"] = True
+    if args.no_progress:
+        values["train"]["progress_bar"] = False
+    for assignment in args.overrides:
+        apply_override(values, assignment)
+    return RunConfig.from_dict(values)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from selfsup.train.runner import pretrain
+
+    if args.resume is not None:
+        if args.output is not None and args.output != args.resume:
+            raise SelfsupError("--resume and --output name different directories; pass only --resume RUN_DIR")
+        result = pretrain(run_dir=args.resume, resume=True, evaluate=not args.no_eval)
+    else:
+        config = _config_from_args(args)
+        result = pretrain(config, run_dir=args.output, evaluate=False if args.no_eval else None)
+    metrics = result.metrics
+    print(f"\nrun directory: {result.run_dir}")
+    print(f"trained {metrics.get('steps')} steps in {metrics.get('train_seconds_this_session', 0):.1f} s")
+    if "evaluation_table" in metrics:
+        print(f"\nevaluation on {metrics['evaluation']['data']} ({metrics['evaluation']['note']}):")
+        print(metrics["evaluation_table"])
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from selfsup.evaluate.run import evaluate_run
+
+    probes = tuple(p.strip() for p in args.probes.split(",")) if args.probes else None
+    record = evaluate_run(args.run_dir, data_spec=args.data, probes=probes)
+    print(f"evaluation of {args.run_dir} on {record['evaluation']['data']} ({record['evaluation']['note']}):")
+    print(record["evaluation_table"])
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from selfsup.data import load_dataset
+    from selfsup.errors import DataError
+    from selfsup.train.callbacks import embed_in_batches
+    from selfsup.train.runner import load_run
+
+    config, method, _ = load_run(args.run_dir)
+    data = load_dataset(args.data, skip_bad_files=args.skip_bad_files)
+    parts = {"train": [data.train], "test": [data.test] if data.test else [], "all": [data.train] + ([data.test] if data.test else [])}[args.split]
+    if not parts:
+        raise DataError(f"{args.data} has no test split; use --split train or --split all")
+    shape = method.encoder.input_shape
+    if tuple(parts[0].sample_shape) != shape:
+        raise DataError(f"the run was trained on samples of shape {shape}, but {args.data} has {parts[0].sample_shape}")
+    import torch
+
+    embeddings = torch.cat([embed_in_batches(method.encoder, d.x) for d in parts]).numpy()
+    out = Path(args.output)
+    if out.suffix != ".npy":
+        raise SelfsupError(f"output {out} must end in .npy")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.npy")
+    np.save(tmp, embeddings)
+    tmp.replace(out)
+    print(f"wrote {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]} to {out}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from selfsup.backbones import list_backbones
+    from selfsup.data import list_datasets
+    from selfsup.methods import METHODS
+    from selfsup.views import list_views
+
+    what = args.what
+    if what in (None, "methods"):
+        print("methods:")
+        for name in METHODS.names():
+            print(f"  {name:<16} {METHODS.get(name).paper}")
+    if what in (None, "backbones"):
+        print("backbones:\n  " + "\n  ".join(list_backbones()))
+    if what in (None, "datasets"):
+        print("datasets (built in; or a folder of images, a .npy/.npz file):\n  " + "\n  ".join(list_datasets()))
+    if what in (None, "views"):
+        print("views:\n  " + "\n  ".join(list_views()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfsup", description="Self-supervised representation learning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_pretrain(sub)
+    p = sub.add_parser("evaluate", help="kNN and linear probe of a run's encoder, beside the baselines")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--data", help="evaluate on this data instead of the run's own")
+    p.add_argument("--probes", help="comma-separated: knn,linear")
+    p = sub.add_parser("embed", help="write a run's embeddings of DATA to a .npy file")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("data")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--split", choices=("train", "test", "all"), default="all", help="which split (all: train then test)")
+    p.add_argument("--skip-bad-files", action="store_true")
+    p = sub.add_parser("list", help="list methods, backbones, datasets and views")
+    p.add_argument("what", nargs="?", choices=("methods", "backbones", "datasets", "views"))
+    return parser
+
+
+COMMANDS = {"pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "embed": cmd_embed, "list": cmd_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SelfsupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted; the last checkpoint is kept (continue with selfsup pretrain --resume RUN_DIR)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""Pretraining runs: build everything from a :class:`RunConfig`, train, and keep a run directory.
+
+Run directory::
+
+    RUN_DIR/
+      config.yaml          resolved configuration (every default written out)
+      checkpoints/last.ckpt  written atomically every epoch; resume and evaluate from it
+      metrics.json         loss per step, monitors per epoch, evaluation results
+      training.png         training curve, RankMe, singular-value spectrum
+      logs/                CSV log of every logged scalar
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+
+from selfsup.backbones import create_backbone
+from selfsup.config import ComponentConfig, RunConfig, build_dataclass
+from selfsup.data import ArrayDataset, DatasetSplits, load_dataset
+from selfsup.errors import ConfigError, DataError, NonFiniteLossError, SelfsupError
+from selfsup.methods import METHODS, create_method
+from selfsup.methods.base import Encoder, Method
+from selfsup.train.callbacks import AtomicCheckpoint, EmbeddingMonitor, History
+from selfsup.train.module import PretrainModule
+from selfsup.views import VIEWS, create_views
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT = "checkpoints/last.ckpt"
+METRICS_FILE = "metrics.json"
+
+
+def resolve_config(config: RunConfig, modality: str) -> RunConfig:
+    """Fill every component's params with its defaults (validating them) so runs are reproducible."""
+    from selfsup.backbones import BACKBONES
+    from selfsup.views import DEFAULT_VIEWS
+
+    def resolved(component: ComponentConfig, factory: Any, where: str) -> ComponentConfig:
+        cls = getattr(factory, "Config")
+        params = build_dataclass(cls, component.params, where=f"{where} {component.name!r}")
+        return ComponentConfig(component.name, _asdict(params))
+
+    views_name = config.views.name
+    if views_name == "auto":
+        views_name = DEFAULT_VIEWS.get(modality, modality)
+    out = RunConfig.from_dict(config.to_dict())
+    out.backbone = resolved(config.backbone, BACKBONES.get(config.backbone.name), "backbone")
+    out.method = resolved(config.method, METHODS.get(config.method.name), "method")
+    out.views = resolved(ComponentConfig(views_name, config.views.params), VIEWS.get(views_name), "views")
+    return out
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from selfsup.config import _plain
+
+    return _plain(asdict(obj))
+
+
+def input_statistics(data: ArrayDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (images) or per-feature (vectors) mean and std, shaped to broadcast over a sample."""
+    x = data.x.float()
+    if x.ndim == 4:
+        mean = x.mean(dim=(0, 2, 3)).view(-1, 1, 1)
+        std = x.std(dim=(0, 2, 3)).view(-1, 1, 1)
+    else:
+        mean, std = x.mean(dim=0), x.std(dim=0)
+    return mean, std.clamp(min=1e-6)
+
+
+def build_method(config: RunConfig, input_shape: tuple[int, ...], mean: torch.Tensor, std: torch.Tensor) -> Method:
+    """Backbone -> encoder (with input standardisation) -> method, as ``config`` says."""
+    backbone = create_backbone(config.backbone.name, tuple(input_shape), **config.backbone.params)
+    encoder = Encoder(backbone, mean, std, input_shape)
+    return create_method(config.method.name, encoder, **config.method.params)
+
+
+def _precision(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_metrics(run_dir: Path, updates: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``updates`` into ``metrics.json`` (atomic rewrite) and return the whole record."""
+    path = run_dir / METRICS_FILE
+    record: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    record.update(updates)
+    _write_atomic(path, json.dumps(record, indent=2))
+    return record
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    method: Method
+    data: DatasetSplits
+    metrics: dict[str, Any]
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    data = Path(config.data).name if os.sep in config.data else config.data
+    data = data.replace(":", "-") or "data"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.method.name}-{data}-{stamp}"
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory {run_dir} does not exist")
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a selfsup run directory (no {CONFIG_FILE} in it)")
+    return RunConfig.from_dict(yaml.safe_load(path.read_text()) or {})
+
+
+def load_run(run_dir: str | Path, map_location: str | torch.device = "cpu") -> tuple[RunConfig, Method, dict[str, Any]]:
+    """Rebuild a run's method from its config and last checkpoint.
+
+    Returns ``(config, method, meta)``; ``meta`` holds ``input_shape`` and ``modality``.
+    """
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    ckpt_path = run_dir / CHECKPOINT
+    if not ckpt_path.is_file():
+        raise ConfigError(
+            f"{run_dir} has no checkpoint yet ({CHECKPOINT}); the run stopped before its first epoch ended. "
+            "Start it again with selfsup pretrain."
+        )
+    try:
+        checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=False)
+    except Exception as error:  # a truncated or foreign file
+        raise DataError(f"{ckpt_path} is not a readable checkpoint ({error})") from error
+    meta = checkpoint["selfsup"]
+    shape = tuple(meta["input_shape"])
+    placeholder = torch.zeros(meta["stat_shape"])
+    method = build_method(config, shape, placeholder, placeholder + 1)
+    state = {k.removeprefix("method."): v for k, v in checkpoint["state_dict"].items() if k.startswith("method.")}
+    method.load_state_dict(state)
+    method.eval()
+    return config, method, meta
+
+
+def pretrain(
+    config: RunConfig | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    callbacks: list[L.Callback] | None = None,
+    evaluate: bool | None = None,
+) -> RunResult:
+    """Pretrain an encoder as ``config`` says and keep everything in ``run_dir``.
+
+    Args:
+        config: the run's configuration (``None``: the defaults, SimCLR on digits). Ignored when
+            resuming: the run directory's own config is used.
+        run_dir: where the run lives; default ``runs/<method>-<data>-<time>``.
+        resume: continue the run in ``run_dir`` from its last checkpoint.
+        callbacks: extra Lightning callbacks.
+        evaluate: run the probes after training (default: ``config.eval.after_training``).
+    """
+    if resume:
+        if run_dir is None:
+            raise ConfigError("resume needs the run directory to continue")
+        run_dir = Path(run_dir)
+        config = load_run_config(run_dir)
+        if not (run_dir / CHECKPOINT).is_file():
+            raise ConfigError(f"cannot resume {run_dir}: it has no checkpoint ({CHECKPOINT}) yet")
+    else:
+        config = config or RunConfig()
+        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise ConfigError(
+                f"run directory {run_dir} already exists and is not empty; "
+                "pass --resume to continue it, or choose another --output"
+            )
+
+    data = load_dataset(config.data, skip_bad_files=config.skip_bad_files)
+    train = data.train
+    config = resolve_config(config, train.modality)
+    cfg = config.train
+    if cfg.batch_size < 2:
+        raise ConfigError(f"batch size must be at least 2 (self-supervised losses compare samples); got {cfg.batch_size}")
+    if cfg.batch_size > len(train):
+        raise ConfigError(
+            f"batch size {cfg.batch_size} is larger than the training set of {train.name} "
+            f"({len(train)} samples); pass --batch-size {_largest_power_of_two(len(train))} or smaller"
+        )
+    if cfg.epochs < 1:
+        raise ConfigError(f"epochs must be at least 1; got {cfg.epochs}")
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        _write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    mean, std = input_statistics(train)
+    method = build_method(config, train.sample_shape, mean, std)
+    views = create_views(config.views.name, train.modality, config.views.params)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(train.x), batch_size=cfg.batch_size, shuffle=True, drop_last=True
+    )
+    module = PretrainModule(method, views, cfg, steps_per_epoch=len(loader))
+    module.run_meta = {
+        "input_shape": list(train.sample_shape),
+        "stat_shape": list(mean.shape),
+        "modality": train.modality,
+    }
+
+    generator = torch.Generator().manual_seed(cfg.seed)
+    monitor_idx = torch.randperm(len(train), generator=generator)[: cfg.monitor_samples]
+    history = History()
+    checkpoint = AtomicCheckpoint(run_dir / "checkpoints", cfg.checkpoint_every_n_epochs)
+    all_callbacks: list[L.Callback] = [
+        checkpoint,
+        EmbeddingMonitor(train.x[monitor_idx], cfg.monitor_every_n_epochs),
+        history,
+        *(callbacks or []),
+    ]
+    if cfg.progress_bar:
+        from lightning.pytorch.callbacks import TQDMProgressBar
+
+        all_callbacks.append(TQDMProgressBar(refresh_rate=1))
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        precision=_precision(cfg.precision),
+        callbacks=all_callbacks,
+        logger=L.pytorch.loggers.CSVLogger(str(run_dir), name="logs", version=""),
+        enable_checkpointing=False,
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+    )
+    ckpt_path = str(run_dir / CHECKPOINT) if resume else None
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
+            trainer.fit(module, loader, ckpt_path=ckpt_path)
+    except NonFiniteLossError as error:
+        kept = (
+            f"the last good checkpoint is kept at {checkpoint.last_path}"
+            if checkpoint.last_path.exists()
+            else "no checkpoint had been written yet"
+        )
+        write_metrics(run_dir, {"status": f"failed: {error}", "history": history.steps, "epochs": history.epochs})
+        raise NonFiniteLossError(
+            f"{error}; {kept}. Try a lower --lr, a larger batch, or --precision 32-true."
+        ) from None
+    train_time = time.perf_counter() - start
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+
+    metrics = write_metrics(
+        run_dir,
+        {
+            "status": "finished",
+            "method": config.method.name,
+            "data": config.data,
+            "steps": trainer.global_step,
+            "epochs_done": trainer.current_epoch,
+            "train_seconds_this_session": train_time,
+            "history": history.steps,
+            "epochs": history.epochs,
+        },
+    )
+    method.eval()
+    if evaluate if evaluate is not None else config.eval.after_training:
+        from selfsup.evaluate.run import evaluate_run
+
+        metrics = evaluate_run(run_dir, method=method, config=config, data=data)
+    else:
+        from selfsup.evaluate.plots import write_training_plot
+
+        write_training_plot(run_dir, metrics, method=method, data=train)
+    return RunResult(run_dir, method, data, metrics)
+
+
+def _largest_power_of_two(n: int) -> int:
+    power = 1
+    while power * 2 <= n:
+        power *= 2
+    return power

@@ -1,0 +1,54 @@
+"""Exponential-moving-average teacher and its momentum schedule.
+
+Used by BYOL (Grill et al. 2020, arXiv 2006.07733), MoCo, DINO and others: the teacher's weights
+follow the student's, ``theta_t <- m * theta_t + (1 - m) * theta_s``, and never get gradients.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn as nn
+
+
+def cosine_momentum(step: int, total_steps: int, base: float, final: float = 1.0) -> float:
+    """BYOL's schedule: ``m = final - (final - base) * (cos(pi * step / total) + 1) / 2``.
+
+    Starts at ``base`` and rises to ``final`` (1: the teacher freezes) at the last step.
+    """
+    if total_steps <= 0:
+        return final
+    progress = min(max(step / total_steps, 0.0), 1.0)
+    return final - (final - base) * (math.cos(math.pi * progress) + 1) / 2
+
+
+class EMATeacher(nn.Module):
+    """A frozen copy of ``student`` updated as an exponential moving average of it.
+
+    ``update(student, momentum)``: ``momentum=0`` copies the student, ``momentum=1`` freezes.
+    Buffers (batch-norm statistics) are copied as they are.
+    """
+
+    def __init__(self, student: nn.Module) -> None:
+        super().__init__()
+        self.module = copy.deepcopy(student)
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, student: nn.Module, momentum: float) -> None:
+        teacher_params = list(self.module.parameters())
+        student_params = list(student.parameters())
+        if len(teacher_params) != len(student_params):
+            raise ValueError("teacher and student have different parameter lists")
+        # theta_t <- m * theta_t + (1 - m) * theta_s, as one fused update over all tensors.
+        torch._foreach_mul_(teacher_params, momentum)
+        torch._foreach_add_(teacher_params, student_params, alpha=1.0 - momentum)
+        for teacher_buffer, student_buffer in zip(self.module.buffers(), student.buffers()):
+            teacher_buffer.copy_(student_buffer)
+
+    @torch.no_grad()
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)

@@ -1,0 +1,86 @@
+"""Every registered method: a few CPU steps, finite loss, gradients reach the backbone, teachers move."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from selfsup.backbones import create_backbone, list_backbones
+from selfsup.errors import ConfigError
+from selfsup.methods import Encoder, create_method, list_methods
+from selfsup.train.teacher import EMATeacher
+from selfsup.views import create_views
+
+SHAPES = {"image": (1, 8, 8), "vector": (13,)}
+
+
+def _method(name: str, modality: str = "image", backbone: str = "resnet_tiny"):
+    shape = SHAPES[modality]
+    stats_shape = (shape[0], 1, 1) if modality == "image" else shape
+    encoder = Encoder(create_backbone(backbone, shape), torch.zeros(stats_shape), torch.ones(stats_shape), shape)
+    return create_method(name, encoder)
+
+
+@pytest.mark.parametrize("name", list_methods())
+@pytest.mark.parametrize("modality,backbone", [("image", "resnet_tiny"), ("vector", "mlp")])
+def test_method_trains_a_few_steps(name: str, modality: str, backbone: str) -> None:
+    torch.manual_seed(0)
+    method = _method(name, modality, backbone)
+    views = create_views("auto", modality)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(32, *SHAPES[modality])
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.05)
+    teachers = [m for m in method.modules() if isinstance(m, EMATeacher)]
+    teacher_before = [torch.cat([p.flatten() for p in t.parameters()]).clone() for t in teachers]
+    backbone_before = torch.cat([p.detach().flatten() for p in method.encoder.backbone.parameters()]).clone()
+
+    for step in range(1, 4):
+        out = method.training_step(views(x, g, method.num_global_views))
+        assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+        optimizer.zero_grad()
+        out.loss.backward()
+        grads = [p.grad for p in method.encoder.backbone.parameters()]
+        assert all(gr is not None for gr in grads), "some backbone parameters got no gradient"
+        assert sum(gr.abs().sum() for gr in grads) > 0
+        optimizer.step()
+        method.on_step_end(step, 10)
+
+    assert out.embeddings is not None and out.embeddings.shape == (32, method.encoder.embed_dim)
+    assert not out.embeddings.requires_grad
+    backbone_after = torch.cat([p.detach().flatten() for p in method.encoder.backbone.parameters()])
+    assert not torch.equal(backbone_before, backbone_after)
+    for teacher, before in zip(teachers, teacher_before):
+        after = torch.cat([p.flatten() for p in teacher.parameters()])
+        assert not torch.equal(before, after), "the EMA teacher did not move"
+        assert all(not p.requires_grad for p in teacher.parameters())
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_backbone_contract(name: str) -> None:
+    shape = (3, 16, 16) if name != "mlp" else (20,)
+    backbone = create_backbone(name, shape)
+    out = backbone(torch.rand(4, *shape))
+    assert out.shape == (4, backbone.embed_dim)
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(p.grad is not None for p in backbone.parameters())
+
+
+def test_unknown_names_list_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="simclr"):
+        _method("simclrr")
+    with pytest.raises(ConfigError, match="resnet_tiny"):
+        create_backbone("resnet_tinyy", (1, 8, 8))
+
+
+def test_unknown_method_param_lists_valid_keys() -> None:
+    encoder = Encoder(create_backbone("mlp", (4,)), torch.zeros(4), torch.ones(4), (4,))
+    with pytest.raises(ConfigError, match="temperature"):
+        create_method("simclr", encoder, temprature=0.1)
+    method = create_method("simclr", encoder, temperature=0.2)
+    assert method.config.temperature == 0.2
+
+
+def test_resnet_rejects_vectors_with_advice() -> None:
+    with pytest.raises(ConfigError, match="mlp"):
+        create_backbone("resnet_tiny", (13,))
