@@ -8,15 +8,17 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 
 from selfsup.evaluate.rankme import rankme
 
 
-class AtomicCheckpoint(L.Callback):
+class AtomicCheckpoint(Checkpoint):
     """Writes ``last.ckpt`` every ``every_n_epochs`` epochs: temp file, then rename.
 
     A crash while writing leaves the previous checkpoint intact. On a non-finite loss nothing is
-    written, so ``last.ckpt`` stays the last good state.
+    written, so ``last.ckpt`` stays the last good state. As a ``Checkpoint`` subclass, Lightning
+    runs it after the other callbacks, so their epoch-end state is in the file.
     """
 
     def __init__(self, dirpath: str | Path, every_n_epochs: int = 1) -> None:
@@ -29,7 +31,7 @@ class AtomicCheckpoint(L.Callback):
 
     def save(self, trainer: L.Trainer) -> None:
         tmp = self.dirpath / "last.ckpt.tmp"
-        trainer.save_checkpoint(tmp)  # rank 0 writes; the others wait at the barrier
+        trainer.save_checkpoint(tmp, weights_only=False)  # rank 0 writes
         if trainer.is_global_zero:
             os.replace(tmp, self.last_path)
         trainer.strategy.barrier()
@@ -56,11 +58,15 @@ class History(L.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         self._pending.append((trainer.global_step, loss.detach()))
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def flush(self) -> None:
+        """Move the losses kept on the device into ``steps`` (one host sync)."""
         if self._pending:
             values = torch.stack([loss for _, loss in self._pending]).float().cpu().tolist()
             self.steps += [{"step": s, "loss": v} for (s, _), v in zip(self._pending, values)]
             self._pending = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.flush()
         record: dict[str, float] = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step}
         for key in ("rankme", "embedding_std"):
             if key in trainer.callback_metrics:
@@ -68,6 +74,7 @@ class History(L.Callback):
         self.epochs.append(record)
 
     def state_dict(self) -> dict[str, Any]:
+        self.flush()
         return {"steps": self.steps, "epochs": self.epochs}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -246,7 +246,7 @@ def pretrain(
         precision=_precision(cfg.precision),
         callbacks=all_callbacks,
         logger=L.pytorch.loggers.CSVLogger(str(run_dir), name="logs", version=""),
-        enable_checkpointing=False,
+        enable_checkpointing=True,  # AtomicCheckpoint is the only checkpoint callback
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
         log_every_n_steps=1,

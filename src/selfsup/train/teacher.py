@@ -41,12 +41,14 @@ class EMATeacher(nn.Module):
     def update(self, student: nn.Module, momentum: float) -> None:
         teacher_params = list(self.module.parameters())
         student_params = list(student.parameters())
-        if len(teacher_params) != len(student_params):
-            raise ValueError("teacher and student have different parameter lists")
+        teacher_buffers = list(self.module.buffers())
+        student_buffers = list(student.buffers())
+        if len(teacher_params) != len(student_params) or len(teacher_buffers) != len(student_buffers):
+            raise ValueError("teacher and student have different parameter or buffer lists")
         # theta_t <- m * theta_t + (1 - m) * theta_s, as one fused update over all tensors.
         torch._foreach_mul_(teacher_params, momentum)
         torch._foreach_add_(teacher_params, student_params, alpha=1.0 - momentum)
-        for teacher_buffer, student_buffer in zip(self.module.buffers(), student.buffers()):
+        for teacher_buffer, student_buffer in zip(teacher_buffers, student_buffers):
             teacher_buffer.copy_(student_buffer)
 
     @torch.no_grad()

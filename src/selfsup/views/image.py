@@ -50,10 +50,14 @@ class RandomGrayscale:
 
 @dataclass
 class GaussianBlur:
-    """Blur with sigma drawn in ``sigma`` (as a fraction of the image side, like SimCLR's 10% kernel)."""
+    """Blur with sigma drawn in ``sigma`` pixels and a kernel about 10% of the image side.
+
+    SimCLR's ImageNet setting (sigma in [0.1, 2.0] px, kernel 10% of the side); on tiny images
+    the kernel is at least 3 pixels wide.
+    """
 
     p: float = 0.5
-    sigma: tuple[float, float] = (0.01, 0.1)
+    sigma: tuple[float, float] = (0.1, 2.0)
 
 
 @dataclass
@@ -173,12 +177,11 @@ def gaussian_blur(x: torch.Tensor, blur: GaussianBlur, g: torch.Generator) -> to
     N, C, H, W = x.shape
     dev = x.device
     side = min(H, W)
-    sigma = _uniform(blur.sigma[0], blur.sigma[1], N, g, dev) * side  # in pixels
-    apply = _bernoulli(blur.p, N, g, dev)
-    radius = max(1, int(math.ceil(2 * blur.sigma[1] * side)))
-    radius = min(radius, (side - 1) // 2) if side > 2 else 0
-    if radius == 0:
+    if side < 3:
         return x
+    sigma = _uniform(blur.sigma[0], blur.sigma[1], N, g, dev)  # in pixels
+    apply = _bernoulli(blur.p, N, g, dev)
+    radius = max(1, int(0.1 * side) // 2)  # kernel of 2 * radius + 1, about 10% of the side
     offsets = torch.arange(-radius, radius + 1, device=dev, dtype=x.dtype)
     kernel = torch.exp(-0.5 * (offsets.view(1, -1) / sigma.clamp(min=1e-3).view(-1, 1)) ** 2)
     kernel = kernel / kernel.sum(dim=1, keepdim=True)  # [N, K]
@@ -216,10 +219,10 @@ class ImageViews:
         x = random_resized_crop_and_flip(x, c.crop, c.flip, g)
         x = color_jitter(x, c.jitter, g)
         x = random_grayscale(x, c.grayscale, g)
-        x = gaussian_blur(x, c.blur, g)
+        x = gaussian_blur(x, c.blur, g).clamp(0.0, 1.0)  # rounding in the blur can overshoot 1
         return gaussian_noise(x, c.noise, g)
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator, num_views: int = 2) -> Views:
-        if batch.ndim != 4:
-            raise ValueError(f"image views take [N, C, H, W] batches; got shape {tuple(batch.shape)}")
+        if batch.ndim != 4 or batch.shape[0] == 0:
+            raise ValueError(f"image views take non-empty [N, C, H, W] batches; got shape {tuple(batch.shape)}")
         return Views([self.view(batch, generator) for _ in range(num_views)])

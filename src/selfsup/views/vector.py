@@ -41,6 +41,6 @@ class VectorViews:
         return out
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator, num_views: int = 2) -> Views:
-        if batch.ndim != 2:
-            raise ValueError(f"vector views take [N, D] batches; got shape {tuple(batch.shape)}")
+        if batch.ndim != 2 or batch.shape[0] == 0:
+            raise ValueError(f"vector views take non-empty [N, D] batches; got shape {tuple(batch.shape)}")
         return Views([self.view(batch, generator) for _ in range(num_views)])

@@ -1,0 +1,439 @@
+"""Loaders for the user's own data: a folder of image files, or a ``.npy`` / ``.npz`` file.
+
+Both return a :class:`DatasetSplits` of in-memory tensors. Every problem the user can fix (a
+missing path, an unreadable file, a bad shape, NaN values) is a :class:`DataError` whose message
+names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from selfsup.data.base import ArrayDataset, DatasetSplits
+from selfsup.errors import DataError
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+ARRAY_EXTENSIONS: tuple[str, ...] = (".npy", ".npz")
+
+_ACCEPTED_IMAGES = ", ".join(IMAGE_EXTENSIONS)
+_FOLDER_LAYOUTS = (
+    "root/train/<class>/*.png and root/test/<class>/*.png, root/<class>/*.png, or root/*.png (unlabeled)"
+)
+_ARRAY_FORMS = (
+    "a .npy file of samples, or a .npz file with arrays 'x' (and optionally 'y'), "
+    "or 'x_train', 'y_train', 'x_test', 'y_test' (labels optional)"
+)
+_SPLIT_DIRS = ("train", "test")
+
+
+# ----------------------------------------------------------------------------------------------
+# Folder of images
+# ----------------------------------------------------------------------------------------------
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+
+
+def _images_in(folder: Path, recursive: bool) -> list[Path]:
+    """Image files in ``folder`` (and below it when ``recursive``), hidden files skipped, sorted."""
+    found: list[Path] = []
+    if recursive:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            found.extend(Path(dirpath) / f for f in filenames if _is_image(Path(dirpath) / f))
+    else:
+        found = [p for p in folder.iterdir() if _is_image(p)]
+    return sorted(found)
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _scan_split(folder: Path) -> tuple[list[Path], list[str] | None]:
+    """Files of one split and their class folder names; classes are ``None`` for a flat folder."""
+    loose = _images_in(folder, recursive=False)
+    per_class = {d.name: _images_in(d, recursive=True) for d in _subdirs(folder)}
+    per_class = {name: files for name, files in per_class.items() if files}  # empty folders ignored
+    if per_class and loose:
+        examples = ", ".join(p.name for p in loose[:3])
+        raise DataError(
+            f"{folder} has both class folders ({', '.join(sorted(per_class)[:5])}) and loose image files "
+            f"({examples}{', ...' if len(loose) > 3 else ''}); move the loose images into a class folder "
+            f"or remove them. Accepted layouts: {_FOLDER_LAYOUTS}"
+        )
+    if not per_class:
+        return loose, None
+    files: list[Path] = []
+    classes: list[str] = []
+    for name in sorted(per_class):
+        files.extend(per_class[name])
+        classes.extend([name] * len(per_class[name]))
+    return files, classes
+
+
+_GRAY_MODES = {"1", "L", "LA", "La"}
+_WIDE_GRAY_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """One image file as ``[H, W, C]`` float32 in ``[0, 1]`` with ``C`` = 1 (grayscale) or 3 (colour)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        mode = img.mode
+        if mode in _WIDE_GRAY_MODES:  # 16-bit grayscale (PNG, TIFF)
+            arr = np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0.0, 1.0)[..., None]
+        elif mode == "F":  # float TIFF: assumed to be in [0, 1] already
+            arr = np.clip(np.nan_to_num(np.asarray(img, dtype=np.float32)), 0.0, 1.0)[..., None]
+        elif mode in _GRAY_MODES:
+            arr = np.asarray(img.convert("L"), dtype=np.float32)[..., None] / 255.0
+        else:  # RGB, RGBA (alpha dropped), CMYK, YCbCr, palette, ...
+            rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+            if mode in ("P", "PA") and np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+                arr = rgb[..., :1]  # a palette image that only holds grays (common for GIFs)
+            else:
+                arr = rgb
+    return np.ascontiguousarray(arr)
+
+
+def _why_unreadable(err: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(err, UnidentifiedImageError):
+        return "cannot identify image file"
+    text = str(err).strip()
+    return text or type(err).__name__
+
+
+def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of ``[H, W, C]`` float32 to ``size`` = ``(H, W)``, channel by channel."""
+    from PIL import Image
+
+    height, width = size
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., c])).resize((width, height), Image.Resampling.BILINEAR))
+        for c in range(arr.shape[-1])
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def _read_all(files: list[Path], skip_bad_files: bool, root: Path) -> tuple[list[np.ndarray], list[int]]:
+    """Read ``files``; returns the arrays and the indices (into ``files``) that were readable."""
+    arrays: list[np.ndarray] = []
+    kept: list[int] = []
+    bad: list[str] = []
+    for i, path in enumerate(files):
+        try:
+            arrays.append(_read_image(path))
+        except MemoryError:
+            raise
+        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... for broken files
+            reason = _why_unreadable(err)
+            if not skip_bad_files:
+                raise DataError(
+                    f"{path} is not a readable image ({reason}); remove it or pass skip_bad_files=True"
+                ) from err
+            bad.append(f"{path} ({reason})")
+            continue
+        kept.append(i)
+    if bad:
+        listed = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
+        warnings.warn(f"skipped {len(bad)} unreadable image file(s) in {root}: {listed}", stacklevel=3)
+    return arrays, kept
+
+
+def _harmonise(arrays: list[np.ndarray], root: Path) -> np.ndarray:
+    """Stack ``[H, W, C]`` arrays into ``[N, C, H, W]``: one channel count and one (most common) size."""
+    channels = 1 if all(a.shape[-1] == 1 for a in arrays) else 3
+    sizes = Counter(a.shape[:2] for a in arrays)
+    target: tuple[int, int] = sizes.most_common(1)[0][0]
+    if len(sizes) > 1:
+        n_resized = sum(n for size, n in sizes.items() if size != target)
+        warnings.warn(
+            f"images in {root} have {len(sizes)} different sizes; resized {n_resized} of {len(arrays)} "
+            f"to {target[0]}x{target[1]} (the most common size, height x width) with bilinear interpolation",
+            stacklevel=3,
+        )
+    out = np.empty((len(arrays), channels, target[0], target[1]), dtype=np.float32)
+    for i, arr in enumerate(arrays):
+        if arr.shape[:2] != target:
+            arr = _resize(arr, target)
+        if arr.shape[-1] != channels:
+            arr = np.repeat(arr, channels, axis=-1)
+        out[i] = arr.transpose(2, 0, 1)
+    return out
+
+
+def load_image_folder(path: str | os.PathLike[str], skip_bad_files: bool = False) -> DatasetSplits:
+    """Load a directory of image files into ``[N, C, H, W]`` float32 tensors in ``[0, 1]``.
+
+    Layouts: ``root/train/<class>/*`` and ``root/test/<class>/*`` (two labeled splits),
+    ``root/<class>/*`` (one labeled train split) or ``root/*`` (one unlabeled train split).
+    Class ``i`` is the ``i``-th class folder name in sorted order. Images become grayscale
+    (``C=1``) if all are grayscale, else RGB (``C=3``); images of other sizes are resized to
+    the most common size (with a warning). Unreadable files raise a :class:`DataError`, or are
+    skipped with a warning when ``skip_bad_files`` is true.
+    """
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DataError(f"{root} does not exist; pass a directory of images ({_FOLDER_LAYOUTS})")
+    if not root.is_dir():
+        hint = " (for a .npy/.npz file use arrays:PATH)" if root.suffix.lower() in ARRAY_EXTENSIONS else ""
+        raise DataError(f"{root} is a file, not a directory; pass the folder that contains the images{hint}")
+
+    names = {d.name.lower(): d for d in _subdirs(root)}
+    if "train" in names and set(names) <= set(_SPLIT_DIRS):
+        if _images_in(root, recursive=False):
+            raise DataError(
+                f"{root} has train/ and test/ folders and also loose image files; move the loose images "
+                f"into train/ or test/, or remove them"
+            )
+        split_dirs = {s: names[s] for s in _SPLIT_DIRS if s in names}
+    elif "test" in names and set(names) <= set(_SPLIT_DIRS):
+        raise DataError(f"{root} has a test/ folder but no train/ folder; add {root / 'train'} with the training images")
+    else:
+        split_dirs = {"train": root}
+
+    scanned = {split: _scan_split(folder) for split, folder in split_dirs.items()}
+    if not any(files for files, _ in scanned.values()):
+        raise DataError(
+            f"no image files found in {root}; accepted extensions (any case): {_ACCEPTED_IMAGES}. "
+            f"Accepted layouts: {_FOLDER_LAYOUTS}"
+        )
+    if not scanned["train"][0]:
+        raise DataError(f"no image files found in {split_dirs['train']}; accepted extensions: {_ACCEPTED_IMAGES}")
+    if "test" in scanned and not scanned["test"][0]:
+        warnings.warn(f"{split_dirs['test']} holds no image files; using {root} without a test split", stacklevel=2)
+        del scanned["test"]
+    if "test" in scanned and (scanned["train"][1] is None) != (scanned["test"][1] is None):
+        labeled, flat = ("train", "test") if scanned["test"][1] is None else ("test", "train")
+        raise DataError(
+            f"{split_dirs[labeled]} has class folders but {split_dirs[flat]} holds loose images; "
+            f"use class folders in both, or loose images in both"
+        )
+
+    # Read every split first: channel count and image size are chosen over all of them together.
+    arrays: list[np.ndarray] = []
+    counts: dict[str, int] = {}
+    labels: dict[str, list[str] | None] = {}
+    for split, (files, classes) in scanned.items():
+        read, kept = _read_all(files, skip_bad_files, split_dirs[split])
+        arrays.extend(read)
+        counts[split] = len(read)
+        labels[split] = None if classes is None else [classes[i] for i in kept]
+    if counts["train"] == 0:
+        raise DataError(f"no readable image files found in {split_dirs['train']}; accepted extensions: {_ACCEPTED_IMAGES}")
+    if counts.get("test", 1) == 0:
+        warnings.warn(f"no readable images in {split_dirs['test']}; using {root} without a test split", stacklevel=2)
+        counts.pop("test")
+        labels.pop("test")
+    x_all = _harmonise(arrays, root)
+
+    class_names: list[str] | None = None
+    if labels["train"] is not None:
+        class_names = sorted(set(labels["train"]))
+        unknown = sorted(set(labels.get("test") or []) - set(class_names))
+        if unknown:
+            raise DataError(
+                f"{split_dirs['test']} has class folder(s) {', '.join(unknown)} that {split_dirs['train']} lacks; "
+                f"train and test must use the same classes (add training images for them or remove them from test)"
+            )
+
+    index = {name: i for i, name in enumerate(class_names or [])}
+    datasets: dict[str, ArrayDataset] = {}
+    start = 0
+    for split, count in counts.items():
+        names_of = labels[split]
+        y = None if names_of is None else torch.tensor([index[n] for n in names_of], dtype=torch.int64)
+        datasets[split] = ArrayDataset(
+            x=torch.from_numpy(x_all[start:start + count]), y=y, name=str(root), modality="image",
+            class_names=None if class_names is None else list(class_names),
+        )
+        start += count
+    return DatasetSplits(train=datasets["train"], test=datasets.get("test"))
+
+
+# ----------------------------------------------------------------------------------------------
+# .npy / .npz arrays
+# ----------------------------------------------------------------------------------------------
+
+
+def _prepare_x(x: np.ndarray, where: str) -> tuple[torch.Tensor, str]:
+    """Validate samples; returns ``[N, C, H, W]`` (image) or ``[N, D]`` (vector) float32 and the modality."""
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{where} has dtype {x.dtype}; samples must be a numeric array (float or integer)")
+    if x.ndim not in (2, 3, 4):
+        raise DataError(
+            f"{where} has shape {tuple(x.shape)}; accepted shapes are [N, C, H, W] or [N, H, W] (images) "
+            f"and [N, D] (feature vectors)"
+        )
+    if x.shape[0] == 0:
+        raise DataError(f"{where} holds no samples (shape {tuple(x.shape)})")
+    modality = "vector" if x.ndim == 2 else "image"
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim == 4 and x.shape[1] > 4 and x.shape[3] <= 4:
+        raise DataError(
+            f"{where} has shape {tuple(x.shape)}, which looks like channels-last [N, H, W, C]; images must be "
+            f"[N, C, H, W]: save x.transpose(0, 3, 1, 2) instead"
+        )
+
+    if modality == "image" and x.dtype.kind in "iu":
+        if x.dtype == np.uint8:
+            scale = 255.0
+        elif x.dtype == np.uint16:
+            scale = 65535.0
+        elif x.min() >= 0 and x.max() <= 255:
+            scale = 255.0
+        else:
+            raise DataError(
+                f"{where} holds integer images with values in [{x.min()}, {x.max()}]; integer images must be "
+                f"uint8 (0..255) or uint16; otherwise save them as float32 in [0, 1]"
+            )
+        out = x.astype(np.float32) / np.float32(scale)
+    else:
+        out = x.astype(np.float32)
+
+    finite = np.isfinite(out.reshape(out.shape[0], -1)).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DataError(
+            f"{where} has NaN or infinite values (or values too large for float32) in {len(bad)} sample(s), "
+            f"the first at sample index {int(bad[0])}; remove or impute those samples"
+        )
+    if modality == "image" and x.dtype.kind == "f" and (out.min() < 0.0 or out.max() > 1.0):
+        warnings.warn(
+            f"{where}: float images have values in [{out.min():.3g}, {out.max():.3g}], outside [0, 1]; "
+            f"the image views expect [0, 1] (divide 0..255 images by 255)",
+            stacklevel=3,
+        )
+    return torch.from_numpy(np.ascontiguousarray(out)), modality
+
+
+def _prepare_y(y: np.ndarray, n: int, where: str, x_where: str) -> np.ndarray:
+    """Validate labels: ``[N]`` integer-valued; returns int64 ``[N]`` (not yet remapped)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{where} has shape {tuple(y.shape)}; labels must be one integer per sample, shape [N]")
+    if len(y) != n:
+        raise DataError(f"{where} has {len(y)} labels but {x_where} has {n} samples; they must match")
+    if y.dtype.kind in "biu":
+        return y.astype(np.int64)
+    if y.dtype.kind == "f":
+        ok = np.isfinite(y)
+        ok[ok] = y[ok] == np.round(y[ok])
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            raise DataError(
+                f"{where} is not integer-valued (sample {i} has label {y[i]!r}); labels must be class indices "
+                f"or integer class ids"
+            )
+        return y.astype(np.int64)
+    raise DataError(
+        f"{where} has dtype {y.dtype}; labels must be integers (map class names to integers first, "
+        f"e.g. with np.unique(y, return_inverse=True))"
+    )
+
+
+def _open_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array in the file by key; a plain ``.npy`` array comes back under the key ``""``."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return {"": loaded}
+        with loaded as npz:
+            return {key: npz[key] for key in npz.files}
+    except MemoryError:
+        raise
+    except Exception as err:
+        reason = str(err).strip() or type(err).__name__
+        hint = " (save plain numeric arrays, not Python objects)" if "allow_pickle" in reason else ""
+        raise DataError(
+            f"{path} is not a readable {path.suffix.lower()} file ({reason}){hint}; expected {_ARRAY_FORMS}"
+        ) from err
+
+
+def load_arrays(path: str | os.PathLike[str]) -> DatasetSplits:
+    """Load samples (and labels) from a ``.npy`` or ``.npz`` file.
+
+    Samples ``[N, C, H, W]`` or ``[N, H, W]`` are images (uint8 scaled by 1/255, returned as
+    ``[N, C, H, W]`` float32); ``[N, D]`` are feature vectors (float32, unchanged). Labels ``[N]``
+    are remapped to ``0..K-1`` (``class_names`` keeps the original values as strings).
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"{p} does not exist; pass {_ARRAY_FORMS}")
+    if p.is_dir():
+        raise DataError(f"{p} is a directory; pass a .npy/.npz file here, or use folder:PATH for a folder of images")
+    if p.suffix.lower() not in ARRAY_EXTENSIONS:
+        raise DataError(f"{p} is not a .npy or .npz file; pass {_ARRAY_FORMS}")
+
+    arrays = _open_arrays(p)
+    keys = sorted(arrays)
+    if "" in arrays:  # a plain .npy: samples only
+        parts: dict[str, tuple[str, str | None]] = {"train": ("", None)}
+    elif "x" in arrays:
+        if {"x_train", "x_test"} & set(keys):
+            raise DataError(f"{p} has both 'x' and 'x_train'/'x_test'; keep one form ({_ARRAY_FORMS})")
+        parts = {"train": ("x", "y" if "y" in arrays else None)}
+    elif "x_train" in arrays:
+        parts = {"train": ("x_train", "y_train" if "y_train" in arrays else None)}
+        if "x_test" in arrays:
+            parts["test"] = ("x_test", "y_test" if "y_test" in arrays else None)
+        elif "y_test" in arrays:
+            raise DataError(f"{p} has 'y_test' but no 'x_test'; add the test samples or drop 'y_test'")
+    else:
+        found = ", ".join(repr(k) for k in keys) if keys else "none"
+        raise DataError(f"{p} has no samples under the expected keys (keys found: {found}); expected {_ARRAY_FORMS}")
+
+    def where(key: str) -> str:
+        return str(p) if key == "" else f"{p} (key {key!r})"
+
+    xs: dict[str, torch.Tensor] = {}
+    ys: dict[str, np.ndarray | None] = {}
+    modality = "vector"
+    for split, (x_key, y_key) in parts.items():
+        xs[split], modality = _prepare_x(arrays[x_key], where(x_key))
+        ys[split] = None if y_key is None else _prepare_y(arrays[y_key], xs[split].shape[0], where(y_key), where(x_key))
+    if "test" in xs:
+        if xs["test"].shape[1:] != xs["train"].shape[1:]:
+            raise DataError(
+                f"{p}: 'x_train' samples have shape {tuple(arrays['x_train'].shape[1:])} but 'x_test' samples have "
+                f"{tuple(arrays['x_test'].shape[1:])}; they must match"
+            )
+        if (ys["train"] is None) != (ys["test"] is None):
+            have, lack = ("y_train", "y_test") if ys["test"] is None else ("y_test", "y_train")
+            raise DataError(f"{p} has {have!r} but no {lack!r}; give labels for both splits or for neither")
+
+    class_names: list[str] | None = None
+    y_out: dict[str, torch.Tensor | None] = {split: None for split in xs}
+    if ys["train"] is not None:
+        classes = np.unique(ys["train"])
+        class_names = [str(int(c)) for c in classes]
+        if ys.get("test") is not None:
+            unknown = np.setdiff1d(np.unique(ys["test"]), classes)
+            if len(unknown):
+                raise DataError(
+                    f"{p}: 'y_test' has label(s) {', '.join(str(int(v)) for v in unknown[:10])} that never occur in "
+                    f"'y_train'; train and test must use the same classes"
+                )
+        for split, y in ys.items():
+            assert y is not None
+            y_out[split] = torch.from_numpy(np.searchsorted(classes, y).astype(np.int64))
+
+    made = {
+        split: ArrayDataset(x=xs[split], y=y_out[split], name=str(p), modality=modality,
+                            class_names=None if class_names is None else list(class_names))
+        for split in xs
+    }
+    return DatasetSplits(train=made["train"], test=made.get("test"))
