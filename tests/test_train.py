@@ -68,7 +68,9 @@ def test_pretraining_on_digits_beats_random_init_and_does_not_collapse(tmp_path:
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert len(metrics["history"]) == metrics["steps"] == 40 * (1347 // 256)
-    assert any("rankme" in e for e in metrics["epochs"])
+    monitored = [r["epoch"] for r in metrics["monitors"]]
+    assert monitored == [5, 10, 15, 20, 25, 30, 35, 40]  # every 5 epochs, no stale repeats
+    assert all(r["rankme"] > 1 and r["embedding_std"] > 0 for r in metrics["monitors"])
     # The run can be reloaded and gives the same embeddings as the in-memory encoder.
     _, method, meta = load_run(run)
     x = result.data.test.x[:16]

@@ -51,7 +51,7 @@ def write_training_plot(
     ax.set(title="Training loss", xlabel="step", ylabel="loss")
 
     ax = axes[1]
-    epochs = [e for e in metrics.get("epochs", []) if "rankme" in e]
+    epochs = metrics.get("monitors", [])
     if epochs:
         ax.plot([e["epoch"] for e in epochs], [e["rankme"] for e in epochs], "o-", color="C2")
     ax.set(title="RankMe (effective rank, higher = less collapse)", xlabel="epoch", ylabel="RankMe")

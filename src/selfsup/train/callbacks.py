@@ -43,7 +43,7 @@ class AtomicCheckpoint(Checkpoint):
 
 
 class History(L.Callback):
-    """Keeps the per-step loss and the per-epoch monitors for ``metrics.json`` and the plots.
+    """Keeps the per-step loss for ``metrics.json`` and the plots.
 
     Losses are kept as detached tensors during the epoch and read once at its end (no extra
     host sync per step). The history is saved in checkpoints, so a resumed run keeps its curve.
@@ -51,7 +51,6 @@ class History(L.Callback):
 
     def __init__(self) -> None:
         self.steps: list[dict[str, float]] = []
-        self.epochs: list[dict[str, float]] = []
         self._pending: list[tuple[int, torch.Tensor]] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
@@ -67,19 +66,13 @@ class History(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.flush()
-        record: dict[str, float] = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step}
-        for key in ("rankme", "embedding_std"):
-            if key in trainer.callback_metrics:
-                record[key] = float(trainer.callback_metrics[key])
-        self.epochs.append(record)
 
     def state_dict(self) -> dict[str, Any]:
         self.flush()
-        return {"steps": self.steps, "epochs": self.epochs}
+        return {"steps": self.steps}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.steps = list(state_dict.get("steps", []))
-        self.epochs = list(state_dict.get("epochs", []))
 
 
 class EmbeddingMonitor(L.Callback):
@@ -94,6 +87,13 @@ class EmbeddingMonitor(L.Callback):
         self.samples = samples
         self.every_n_epochs = max(1, every_n_epochs)
         self.batch_size = batch_size
+        self.records: list[dict[str, float]] = []  # one per monitored epoch, kept in checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"records": self.records}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.records = list(state_dict.get("records", []))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
@@ -101,8 +101,15 @@ class EmbeddingMonitor(L.Callback):
             return
         embeddings = embed_in_batches(pl_module.method.encoder, self.samples, self.batch_size, pl_module.device)
         normalized = torch.nn.functional.normalize(embeddings.float(), dim=1)
-        pl_module.log("rankme", rankme(embeddings), prog_bar=True)
-        pl_module.log("embedding_std", float(normalized.std(dim=0).mean()))
+        record = {
+            "epoch": epoch,
+            "step": trainer.global_step,
+            "rankme": rankme(embeddings),
+            "embedding_std": float(normalized.std(dim=0).mean()),
+        }
+        self.records.append(record)
+        pl_module.log("rankme", record["rankme"], prog_bar=True)
+        pl_module.log("embedding_std", record["embedding_std"])
 
 
 @torch.no_grad()

@@ -228,10 +228,11 @@ def pretrain(
     generator = torch.Generator().manual_seed(cfg.seed)
     monitor_idx = torch.randperm(len(train), generator=generator)[: cfg.monitor_samples]
     history = History()
+    monitor = EmbeddingMonitor(train.x[monitor_idx], cfg.monitor_every_n_epochs)
     checkpoint = AtomicCheckpoint(run_dir / "checkpoints", cfg.checkpoint_every_n_epochs)
     all_callbacks: list[L.Callback] = [
         checkpoint,
-        EmbeddingMonitor(train.x[monitor_idx], cfg.monitor_every_n_epochs),
+        monitor,
         history,
         *(callbacks or []),
     ]
@@ -265,7 +266,7 @@ def pretrain(
             if checkpoint.last_path.exists()
             else "no checkpoint had been written yet"
         )
-        write_metrics(run_dir, {"status": f"failed: {error}", "history": history.steps, "epochs": history.epochs})
+        write_metrics(run_dir, {"status": f"failed: {error}", "history": history.steps, "monitors": monitor.records})
         raise NonFiniteLossError(
             f"{error}; {kept}. Try a lower --lr, a larger batch, or --precision 32-true."
         ) from None
@@ -283,7 +284,7 @@ def pretrain(
             "epochs_done": trainer.current_epoch,
             "train_seconds_this_session": train_time,
             "history": history.steps,
-            "epochs": history.epochs,
+            "monitors": monitor.records,
         },
     )
     method.eval()
