@@ -67,19 +67,26 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
         return build_dataclass(cls, values, where="config")
 
 
-def _plain(value: Any) -> Any:
-    """Tuples -> lists, recursively, so that YAML stays readable."""
+def to_plain(value: Any) -> Any:
+    """Dataclasses -> dicts, tuples -> lists, numpy scalars -> Python numbers, recursively.
+
+    The result is safe for YAML and JSON.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [to_plain(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
+        return value.item()
     return value
 
 

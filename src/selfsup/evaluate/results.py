@@ -11,12 +11,13 @@ hyperparameter or probe name), naming the offending argument.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from selfsup.config import to_plain
 from selfsup.errors import ConfigError, DataError
 
 ArrayLike = Any  # a numpy array, a torch tensor, or anything ``np.asarray`` accepts
@@ -45,17 +46,7 @@ class ProbeResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy (numpy scalars become Python numbers)."""
-        return _plain(asdict(self))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+        return to_plain(self)
 
 
 # ----------------------------------------------------------------------------------------------

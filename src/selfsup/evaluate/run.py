@@ -16,16 +16,13 @@ from selfsup.config import RunConfig
 from selfsup.data import ArrayDataset, DatasetSplits, load_dataset
 from selfsup.errors import DataError
 from selfsup.evaluate.rankme import rankme, singular_values
-from selfsup.evaluate.results import evaluate_features, format_table
+from selfsup.evaluate.results import evaluate_features, format_table, stratified_split
 from selfsup.methods.base import Method
 
 
 def holdout_split(data: ArrayDataset, test_fraction: float = 0.2, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
     """A stratified train/test split of a labeled dataset that came without a test split."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(data))
-    train_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=data.y.numpy())
+    train_idx, test_idx = stratified_split(data.y.numpy(), test_fraction, seed)
     pick = lambda i: ArrayDataset(data.x[i], data.y[i], data.name, data.modality, data.class_names)  # noqa: E731
     return pick(torch.as_tensor(train_idx)), pick(torch.as_tensor(test_idx))
 

@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from selfsup.backbones import create_backbone
-from selfsup.config import ComponentConfig, RunConfig, build_dataclass
+from selfsup.config import ComponentConfig, RunConfig, build_dataclass, to_plain
 from selfsup.data import ArrayDataset, DatasetSplits, load_dataset
 from selfsup.errors import ConfigError, DataError, NonFiniteLossError, SelfsupError
 from selfsup.methods import METHODS, create_method
@@ -39,32 +39,27 @@ CHECKPOINT = "checkpoints/last.ckpt"
 METRICS_FILE = "metrics.json"
 
 
-def resolve_config(config: RunConfig, modality: str) -> RunConfig:
-    """Fill every component's params with its defaults (validating them) so runs are reproducible."""
+def _resolved(component: ComponentConfig, factory: Any, where: str) -> ComponentConfig:
+    """``component`` with its params validated and every default written out."""
+    params = build_dataclass(factory.Config, component.params, where=f"{where} {component.name!r}")
+    return ComponentConfig(component.name, to_plain(params))
+
+
+def resolve_config(config: RunConfig, modality: str | None = None) -> RunConfig:
+    """Fill every component's params with its defaults (validating them) so runs are reproducible.
+
+    The views are resolved only once the data's ``modality`` is known (``"auto"`` picks by it).
+    """
     from selfsup.backbones import BACKBONES
     from selfsup.views import DEFAULT_VIEWS
 
-    def resolved(component: ComponentConfig, factory: Any, where: str) -> ComponentConfig:
-        cls = getattr(factory, "Config")
-        params = build_dataclass(cls, component.params, where=f"{where} {component.name!r}")
-        return ComponentConfig(component.name, _asdict(params))
-
-    views_name = config.views.name
-    if views_name == "auto":
-        views_name = DEFAULT_VIEWS.get(modality, modality)
     out = RunConfig.from_dict(config.to_dict())
-    out.backbone = resolved(config.backbone, BACKBONES.get(config.backbone.name), "backbone")
-    out.method = resolved(config.method, METHODS.get(config.method.name), "method")
-    out.views = resolved(ComponentConfig(views_name, config.views.params), VIEWS.get(views_name), "views")
+    out.backbone = _resolved(config.backbone, BACKBONES.get(config.backbone.name), "backbone")
+    out.method = _resolved(config.method, METHODS.get(config.method.name), "method")
+    if modality is not None:
+        name = DEFAULT_VIEWS.get(modality, modality) if config.views.name == "auto" else config.views.name
+        out.views = _resolved(ComponentConfig(name, config.views.params), VIEWS.get(name), "views")
     return out
-
-
-def _asdict(obj: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    from selfsup.config import _plain
-
-    return _plain(asdict(obj))
 
 
 def input_statistics(data: ArrayDataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,6 +188,7 @@ def pretrain(
                 "pass --resume to continue it, or choose another --output"
             )
 
+    config = resolve_config(config)  # names and params checked before any data is read
     data = load_dataset(config.data, skip_bad_files=config.skip_bad_files)
     train = data.train
     config = resolve_config(config, train.modality)
