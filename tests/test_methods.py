@@ -29,19 +29,27 @@ def test_method_trains_a_few_steps(name: str, modality: str, backbone: str) -> N
     views = create_views("auto", modality)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(32, *SHAPES[modality])
-    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.05)
+    groups = method.param_groups(1e-4)
+    assert {id(p) for group in groups for p in group["params"]} <= {id(p) for p in method.parameters()}
+    optimizer = torch.optim.SGD([{k: v for k, v in group.items() if k in ("params", "weight_decay")} for group in groups], lr=0.05)
     teachers = [m for m in method.modules() if isinstance(m, EMATeacher)]
     teacher_before = [torch.cat([p.flatten() for p in t.parameters()]).clone() for t in teachers]
     backbone_before = torch.cat([p.detach().flatten() for p in method.encoder.backbone.parameters()]).clone()
 
+    y = torch.arange(32) % 4
     for step in range(1, 4):
-        out = method.training_step(views(x, g, method.num_global_views))
+        batch_views = views(x, g, method.num_global_views, method.num_local_views)
+        assert len(batch_views.local_views) == method.num_local_views
+        if method.requires_labels:
+            batch_views.labels = y
+        out = method.training_step(batch_views)
         assert out.loss.ndim == 0 and torch.isfinite(out.loss)
         optimizer.zero_grad()
         out.loss.backward()
         grads = [p.grad for p in method.encoder.backbone.parameters()]
         assert all(gr is not None for gr in grads), "some backbone parameters got no gradient"
         assert sum(gr.abs().sum() for gr in grads) > 0
+        method.before_optimizer_step(step - 1, 10)
         optimizer.step()
         method.on_step_end(step, 10)
 

@@ -395,3 +395,28 @@ def test_unknown_vector_key_lists_valid_keys() -> None:
 def test_unknown_views_name_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         create_views("imgae", "image")
+
+
+def test_multicrop_local_views_are_smaller_and_reproducible() -> None:
+    from selfsup.views import create_views
+
+    views = create_views("image", "image")
+    x = torch.rand(6, 3, 16, 16)
+    a = views(x, torch.Generator().manual_seed(3), 2, 4)
+    b = views(x, torch.Generator().manual_seed(3), 2, 4)
+    assert len(a.global_views) == 2 and len(a.local_views) == 4
+    assert all(v.shape == (6, 3, 16, 16) for v in a.global_views)
+    assert all(v.shape == (6, 3, 8, 8) for v in a.local_views)
+    for u, v in zip(a.all_views, b.all_views):
+        torch.testing.assert_close(u, v)
+    # per-sample crops: the local views of two identical images differ
+    same = torch.rand(1, 3, 16, 16).expand(6, -1, -1, -1).contiguous()
+    local = views(same, torch.Generator().manual_seed(0), 2, 1).local_views[0]
+    assert not torch.allclose(local[0], local[1])
+
+
+def test_vector_views_give_extra_views_for_multicrop() -> None:
+    from selfsup.views import create_views
+
+    out = create_views("vector", "vector")(torch.randn(8, 5), torch.Generator().manual_seed(0), 2, 3)
+    assert len(out.local_views) == 3 and all(v.shape == (8, 5) for v in out.local_views)

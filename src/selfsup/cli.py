@@ -21,7 +21,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", help="backbone name (see `selfsup list backbones`); default resnet_tiny")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate (AdamW)")
+    p.add_argument("--lr", type=float, help="peak learning rate of train.optimizer (adamw by default)")
     p.add_argument("--seed", type=int)
     p.add_argument("--accelerator", help="cpu, gpu or auto")
     p.add_argument("--devices", help="number of devices, or auto")

@@ -30,14 +30,18 @@ class ComponentConfig:
 class TrainConfig:
     """Optimisation and hardware.
 
-    ``lr`` is the peak learning rate of AdamW, reached after ``warmup_epochs`` of linear warm-up
-    and followed by cosine decay to ``min_lr_ratio * lr``.
+    ``lr`` is the peak learning rate of the ``optimizer`` (``adamw``, ``sgd`` with ``momentum``,
+    or ``lars`` with trust coefficient ``lars_eta``), reached after ``warmup_epochs`` of linear
+    warm-up and followed by cosine decay to ``min_lr_ratio * lr``.
     """
 
     epochs: int = 100
     batch_size: int = 256
+    optimizer: str = "adamw"
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    momentum: float = 0.9
+    lars_eta: float = 1e-3
     warmup_epochs: int = 5
     min_lr_ratio: float = 0.01
     seed: int = 0
@@ -107,6 +111,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         args = typing.get_args(annotation)
         item_type = args[0] if args else Any
         return tuple(_coerce(v, item_type, where) for v in value)
+    if annotation is float and isinstance(value, str):
+        # YAML 1.1 reads ``1e-6`` (no dot) as a string; accept any number Python can parse.
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where} must be a number; got {value!r}") from None
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if annotation is int and isinstance(value, float) and value.is_integer():

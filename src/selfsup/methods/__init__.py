@@ -27,6 +27,12 @@ def list_methods() -> list[str]:
     return METHODS.names()
 
 
-from selfsup.methods import barlow_twins, byol, simclr, vicreg  # noqa: E402,F401
+import importlib as _importlib  # noqa: E402
+import pkgutil as _pkgutil  # noqa: E402
+
+# Every module of this package registers its method on import: a new method is one new file.
+for _module in _pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        _importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["METHODS", "register_method", "create_method", "list_methods", "Method", "StepOutput", "Encoder"]

@@ -53,12 +53,26 @@ class Method(nn.Module):
 
     Subclasses set ``Config`` (a dataclass of hyperparameters) and implement
     :meth:`training_step`. Everything the trainer needs goes through this interface, so the
-    trainer has no method-specific branch.
+    trainer has no method-specific branch:
+
+    - ``num_global_views`` / ``num_local_views``: the views the method asks for (multi-crop
+      methods override ``num_local_views``, usually from their config);
+    - ``requires_labels``: the method is supervised by design (SupCon) and gets ``views.labels``;
+    - ``on_step_end``: after each optimiser step (EMA teachers, schedules, queues);
+    - ``before_optimizer_step``: gradients are ready, the step has not happened (DINO freezes its
+      last layer, SwAV its prototypes, early in training);
+    - ``param_groups``: optimiser groups; a group may set its own ``lr_scale``, ``weight_decay``
+      or ``lars_exclude`` (biases and norms are kept out of LARS adaptation and weight decay).
     """
 
     Config: ClassVar[type]
     num_global_views: ClassVar[int] = 2
+    requires_labels: ClassVar[bool] = False
     paper: ClassVar[str] = ""
+
+    @property
+    def num_local_views(self) -> int:
+        return 0
 
     def __init__(self, encoder: Encoder, config: Any) -> None:
         super().__init__()
@@ -71,7 +85,32 @@ class Method(nn.Module):
     def on_step_end(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step (EMA updates, schedules). ``step`` counts from 1."""
 
+    def before_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Called with the gradients computed, before the optimiser uses them. ``step`` from 0."""
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups: weights decay, biases and norm parameters (1-d) do not.
+
+        Methods override this to give a head its own learning rate (``lr_scale``) or to keep
+        parameters that are set without gradients out of the optimiser.
+        """
+        params = [p for p in self.parameters() if p.requires_grad]
+        return split_decay(params, weight_decay)
+
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Frozen-encoder features ``[N, D]`` of raw samples ``x``."""
         return self.encoder(x)
+
+
+def split_decay(params: list[nn.Parameter], weight_decay: float, **extra: Any) -> list[dict[str, Any]]:
+    """Two groups: matrices and kernels with ``weight_decay``; biases and norms (1-d) without,
+    and excluded from LARS adaptation (as in BYOL and Barlow Twins)."""
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay, **extra})
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0, "lars_exclude": True, **extra})
+    return groups

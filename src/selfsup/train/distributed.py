@@ -27,4 +27,21 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(x), dim=0)
+    return torch.cat([_ContiguousGrad.apply(part) for part in all_gather(x)], dim=0)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous.
+
+    Placed after the all-gather, so the gradients the gather's backward reduces with a
+    collective are contiguous: on gloo a non-contiguous gradient (e.g. from a transposed matmul
+    in the loss) was reduced in the wrong element order.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()

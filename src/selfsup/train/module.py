@@ -11,6 +11,7 @@ import torch
 from selfsup.config import TrainConfig
 from selfsup.errors import NonFiniteLossError
 from selfsup.methods.base import Method
+from selfsup.train.optim import build_optimizer
 from selfsup.views import ViewGenerator
 
 
@@ -56,7 +57,11 @@ class PretrainModule(L.LightningModule):
     def training_step(self, batch: torch.Tensor | list[torch.Tensor], batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         with torch.no_grad():
-            views = self.views(x, self.view_generator(x.device), self.method.num_global_views)
+            views = self.views(
+                x, self.view_generator(x.device), self.method.num_global_views, self.method.num_local_views
+            )
+        if self.method.requires_labels:
+            views.labels = batch[1]
         out = self.method.training_step(views)
         # One host sync per step: needed to stop at the first bad step with the last good
         # checkpoint intact (the progress bar reads the loss every step anyway).
@@ -79,16 +84,13 @@ class PretrainModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.method.on_step_end(self.global_step, self.total_steps)
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self.method.before_optimizer_step(self.global_step, self.total_steps)
+
     def configure_optimizers(self):
         cfg = self.train_config
-        params = [p for p in self.method.parameters() if p.requires_grad]
-        # No weight decay on biases and normalisation parameters (1-d tensors).
-        decay = [p for p in params if p.ndim > 1]
-        no_decay = [p for p in params if p.ndim <= 1]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr,
-        )
+        groups = self.method.param_groups(cfg.weight_decay)
+        optimizer = build_optimizer(groups, cfg.optimizer, cfg.lr, cfg.momentum, cfg.lars_eta)
         warmup = min(cfg.warmup_epochs * self.steps_per_epoch, self.total_steps // 2)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, warmup, self.total_steps, cfg.min_lr_ratio)

@@ -211,8 +211,17 @@ def pretrain(
     mean, std = input_statistics(train)
     method = build_method(config, train.sample_shape, mean, std)
     views = create_views(config.views.name, train.modality, config.views.params)
+    _check_views(views, train, method, config)
+    tensors = [train.x]
+    if method.requires_labels:
+        if train.y is None:
+            raise ConfigError(
+                f"method {config.method.name!r} is supervised by design and needs labels, but {train.name} has none; "
+                "use a labeled dataset (e.g. an image folder with one sub-folder per class) or a self-supervised method"
+            )
+        tensors.append(train.y)
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(train.x), batch_size=cfg.batch_size, shuffle=True, drop_last=True
+        torch.utils.data.TensorDataset(*tensors), batch_size=cfg.batch_size, shuffle=True, drop_last=True
     )
     module = PretrainModule(method, views, cfg, steps_per_epoch=len(loader))
     module.run_meta = {
@@ -293,6 +302,19 @@ def pretrain(
 
         write_training_plot(run_dir, metrics, method=method, data=train)
     return RunResult(run_dir, method, data, metrics)
+
+
+def _check_views(views: Any, data: ArrayDataset, method: Method, config: RunConfig) -> None:
+    """Make the method's views of two samples once, so a views/data mismatch is a clear error."""
+    try:
+        with torch.no_grad():
+            views(data.x[:2].float(), torch.Generator().manual_seed(0), method.num_global_views, method.num_local_views)
+    except (ValueError, RuntimeError) as error:
+        raise ConfigError(
+            f"views {config.views.name!r} cannot make views of {data.name} (samples of shape "
+            f"{tuple(data.sample_shape)}, modality {data.modality!r}): {error}. "
+            "Leave --set views.name=auto to pick the views for the data's modality."
+        ) from None
 
 
 def _largest_power_of_two(n: int) -> int:

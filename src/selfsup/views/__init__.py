@@ -1,7 +1,9 @@
 """Multi-view generation, batched on the device where the batch lives.
 
-Contract: a view generator is called as ``views(batch, generator, num_views) -> Views`` with a
-batch ``[N, ...]`` and a ``torch.Generator`` on the batch's device. Every random parameter is drawn
+Contract: a view generator is called as ``views(batch, generator, num_views, num_local_views) ->
+Views`` with a batch ``[N, ...]`` and a ``torch.Generator`` on the batch's device. Multi-crop
+methods (DINO, SwAV) ask for ``num_local_views`` extra small views; generators without a notion of
+scale return further views of the usual kind. Every random parameter is drawn
 per sample (one crop per image, not one per batch), so one call costs a handful of batched kernels
 whatever N is, and the same generator state gives the same views.
 """
@@ -22,15 +24,25 @@ class Views:
 
     Attributes:
         global_views: ``num_views`` tensors, each ``[N, ...]``; row i of each is a view of sample i.
-        local_views: small crops for multi-crop methods (empty when unused).
+        local_views: small crops for multi-crop methods (empty when unused); each ``[N, ...]``,
+            possibly at a lower resolution than the global views.
+        labels: the batch's labels ``[N]``, given only to methods that declare
+            ``requires_labels`` (supervised by design, e.g. SupCon); ``None`` otherwise.
     """
 
     global_views: list[torch.Tensor]
     local_views: list[torch.Tensor] = field(default_factory=list)
+    labels: torch.Tensor | None = None
+
+    @property
+    def all_views(self) -> list[torch.Tensor]:
+        return [*self.global_views, *self.local_views]
 
 
 class ViewGenerator(Protocol):
-    def __call__(self, batch: torch.Tensor, generator: torch.Generator, num_views: int) -> Views: ...
+    def __call__(
+        self, batch: torch.Tensor, generator: torch.Generator, num_views: int, num_local_views: int = 0
+    ) -> Views: ...
 
 
 VIEWS: Registry[Callable[..., ViewGenerator]] = Registry("views")

@@ -69,6 +69,20 @@ class GaussianNoise:
 
 
 @dataclass
+class LocalCrops:
+    """Multi-crop's small views (Caron et al. 2020, SwAV, arXiv 2006.09882, sec. 3.2).
+
+    Each local view crops a smaller area fraction in ``scale`` and is resized to ``size_ratio``
+    times the input side (SwAV: 96 px local crops of 224 px images, scale (0.05, 0.14); DINO
+    uses (0.05, 0.4)). The other augmentations are the same as for the global views.
+    """
+
+    scale: tuple[float, float] = (0.05, 0.4)
+    size_ratio: float = 0.5
+    min_size: int = 4
+
+
+@dataclass
 class ImageViewsConfig:
     crop: RandomResizedCrop = field(default_factory=RandomResizedCrop)
     flip: HorizontalFlip = field(default_factory=HorizontalFlip)
@@ -76,6 +90,7 @@ class ImageViewsConfig:
     grayscale: RandomGrayscale = field(default_factory=RandomGrayscale)
     blur: GaussianBlur = field(default_factory=GaussianBlur)
     noise: GaussianNoise = field(default_factory=GaussianNoise)
+    local: LocalCrops = field(default_factory=LocalCrops)
 
 
 def _uniform(low: float, high: float, n: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -88,10 +103,19 @@ def _bernoulli(p: float, n: int, g: torch.Generator, device: torch.device) -> to
 
 
 def random_resized_crop_and_flip(
-    x: torch.Tensor, crop: RandomResizedCrop, flip: HorizontalFlip, g: torch.Generator
+    x: torch.Tensor,
+    crop: RandomResizedCrop,
+    flip: HorizontalFlip,
+    g: torch.Generator,
+    out_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """One random crop (and flip) per image, resized to the input size. ``x: [N, C, H, W]``."""
+    """One random crop (and flip) per image, resized to ``out_size`` (default: the input size).
+
+    ``x: [N, C, H, W] -> [N, C, *out_size]``.
+    """
     N, _, H, W = x.shape
+    if out_size is not None:
+        H, W = out_size
     dev = x.device
     area = _uniform(crop.scale[0], crop.scale[1], N, g, dev)
     log_ratio = _uniform(math.log(crop.ratio[0]), math.log(crop.ratio[1]), N, g, dev)
@@ -213,16 +237,28 @@ class ImageViews:
     def __init__(self, config: ImageViewsConfig) -> None:
         self.config = config
 
-    def view(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """One augmented view of every image in ``x``."""
+    def view(self, x: torch.Tensor, g: torch.Generator, local: bool = False) -> torch.Tensor:
+        """One augmented view of every image in ``x`` (a small multi-crop view when ``local``)."""
         c = self.config
-        x = random_resized_crop_and_flip(x, c.crop, c.flip, g)
+        if local:
+            H, W = x.shape[-2:]
+            size = (max(c.local.min_size, round(H * c.local.size_ratio)), max(c.local.min_size, round(W * c.local.size_ratio)))
+            crop = RandomResizedCrop(p=1.0, scale=c.local.scale, ratio=c.crop.ratio)
+            x = random_resized_crop_and_flip(x, crop, c.flip, g, out_size=size)
+        else:
+            x = random_resized_crop_and_flip(x, c.crop, c.flip, g)
         x = color_jitter(x, c.jitter, g)
         x = random_grayscale(x, c.grayscale, g)
         x = gaussian_blur(x, c.blur, g).clamp(0.0, 1.0)  # rounding in the blur can overshoot 1
         return gaussian_noise(x, c.noise, g)
 
-    def __call__(self, batch: torch.Tensor, generator: torch.Generator, num_views: int = 2) -> Views:
+    def __call__(
+        self, batch: torch.Tensor, generator: torch.Generator, num_views: int = 2, num_local_views: int = 0
+    ) -> Views:
+        """``num_views`` global views at the input size and ``num_local_views`` small crops."""
         if batch.ndim != 4 or batch.shape[0] == 0:
             raise ValueError(f"image views take non-empty [N, C, H, W] batches; got shape {tuple(batch.shape)}")
-        return Views([self.view(batch, generator) for _ in range(num_views)])
+        return Views(
+            [self.view(batch, generator) for _ in range(num_views)],
+            [self.view(batch, generator, local=True) for _ in range(num_local_views)],
+        )

@@ -40,7 +40,13 @@ class VectorViews:
             out = out + self.config.noise_std * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
         return out
 
-    def __call__(self, batch: torch.Tensor, generator: torch.Generator, num_views: int = 2) -> Views:
+    def __call__(
+        self, batch: torch.Tensor, generator: torch.Generator, num_views: int = 2, num_local_views: int = 0
+    ) -> Views:
+        """``num_local_views`` further views of the same kind (vectors have no crop scale)."""
         if batch.ndim != 2 or batch.shape[0] == 0:
             raise ValueError(f"vector views take non-empty [N, D] batches; got shape {tuple(batch.shape)}")
-        return Views([self.view(batch, generator) for _ in range(num_views)])
+        return Views(
+            [self.view(batch, generator) for _ in range(num_views)],
+            [self.view(batch, generator) for _ in range(num_local_views)],
+        )
