@@ -183,6 +183,8 @@ def apply_override(values: dict[str, Any], assignment: str) -> None:
         child = node.get(part)
         if child is None:
             child = node[part] = {}
+        if node is values and part in ("backbone", "method", "views") and isinstance(child, str):
+            child = node[part] = {"name": child}  # `method: byol` in a YAML file
         if not isinstance(child, dict):
             raise ConfigError(f"override {assignment!r}: {part!r} is not a section")
         node = child
