@@ -7,6 +7,10 @@ probes on a random-init encoder and on raw pixels, wall time, samples/s and peak
     python benchmarks/digits.py                 # all methods, seeds 0 1 2
     python benchmarks/digits.py --methods simclr --seeds 0
 
+Every run's row is kept in benchmarks/results/digits.jsonl (a rerun of the same method, seed and
+epochs replaces its row), and the table is rebuilt from all rows, so methods can be measured in
+several sittings. Notes below the table (from a line starting with "Notes") are kept.
+
 Not part of the test suite.
 """
 
@@ -66,6 +70,48 @@ def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
+def load_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def save_rows(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def table(rows: list[dict], notes: str) -> str:
+    methods = sorted({row["method"] for row in rows})
+    lines = [
+        "# digits benchmark",
+        "",
+        "scikit-learn digits (8x8 grayscale; 1,347 train / 450 test, stratified, seed 0). "
+        "Mean ± std over the seeds listed per row. Backbone resnet_tiny; recipes in `recipes/`.",
+        "Probe hyperparameters (k, C) chosen on a split of the train set; test used once. "
+        "\"learns\": linear-probe accuracy above the random-init encoder's in every seed.",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, 2 CPU cores, "
+        f"torch {torch.__version__}, CPU only. Peak memory: the run process's peak resident set size.",
+        "",
+        "| method | seeds | epochs | kNN % | linear % | RankMe | learns | random-init kNN % | random-init linear % "
+        "| random-init RankMe | raw kNN % | raw linear % | train s | samples/s | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method in methods:
+        r = [row for row in rows if row["method"] == method]
+        col = lambda key, scale=100.0, digits=1: mean_std([x[key] for x in r], scale, digits)  # noqa: E731
+        learns = "yes" if all(x["linear"] > x["random_linear"] for x in r) else "**no**"
+        seeds = ",".join(str(x["seed"]) for x in sorted(r, key=lambda x: x["seed"]))
+        lines.append(
+            f"| {method} | {seeds} | {r[0]['epochs']} | {col('knn')} | {col('linear')} | {col('rankme', 1)} | {learns} "
+            f"| {col('random_knn')} | {col('random_linear')} | {col('random_rankme', 1)} | {col('raw_knn')} "
+            f"| {col('raw_linear')} | {col('train_s', 1, 0)} | {col('samples_per_s', 1, 0)} | {col('peak_rss_mib', 1, 0)} |"
+        )
+    lines += ["", "Command: `python benchmarks/digits.py [--methods ...] [--seeds ...]`", ""]
+    return "\n".join(lines) + ("\n" + notes if notes else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="*", default=list_methods())
@@ -78,7 +124,8 @@ def main() -> None:
     if args.one:  # child process: one run, its own peak memory
         print(json.dumps(run_one(args.one[0], int(args.one[1]), args.epochs)))
         return
-    rows = []
+    store = args.out.with_suffix(".jsonl")
+    rows = load_rows(store)
     for method in args.methods:
         for seed in args.seeds:
             # One process per run, so that peak memory is the run's own.
@@ -87,37 +134,18 @@ def main() -> None:
                 command += ["--epochs", str(args.epochs)]
             child = subprocess.run(command, capture_output=True, text=True)
             if child.returncode != 0:
-                sys.exit(f"{method} seed {seed} failed:\n{child.stderr[-3000:]}")
+                print(f"{method} seed {seed} failed:\n{child.stderr[-3000:]}", file=sys.stderr)
+                continue
             row = json.loads(child.stdout.strip().splitlines()[-1])
             print(json.dumps(row), flush=True)
-            rows.append(row)
+            rows = [x for x in rows if (x["method"], x["seed"]) != (method, seed)] + [row]
+            save_rows(store, rows)
 
-    lines = [
-        "# digits benchmark",
-        "",
-        f"scikit-learn digits (8x8 grayscale; 1,347 train / 450 test, stratified, seed 0). "
-        f"Seeds {args.seeds}; mean ± std over seeds. Backbone resnet_tiny; recipes in `recipes/`.",
-        "Probe hyperparameters (k, C) chosen on a split of the train set; test used once.",
-        "",
-        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, CPU only. Peak memory: the run process's peak resident set size.",
-        "",
-        "| method | epochs | kNN % | linear % | RankMe | random-init kNN % | random-init linear % | random-init RankMe "
-        "| raw kNN % | raw linear % | train s | samples/s | peak MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for method in args.methods:
-        r = [row for row in rows if row["method"] == method]
-        col = lambda key, scale=100.0, digits=1: mean_std([x[key] for x in r], scale, digits)  # noqa: E731
-        lines.append(
-            f"| {method} | {r[0]['epochs']} | {col('knn')} | {col('linear')} | {col('rankme', 1)} | {col('random_knn')} "
-            f"| {col('random_linear')} | {col('random_rankme', 1)} | {col('raw_knn')} | {col('raw_linear')} "
-            f"| {col('train_s', 1, 0)} | {col('samples_per_s', 1, 0)} | {col('peak_rss_mib', 1, 0)} |"
-        )
-    lines += ["", "Command: `python benchmarks/digits.py " + " ".join(sys.argv[1:]) + "`", ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    old = args.out.read_text() if args.out.exists() else ""
+    notes = old[old.index("\nNotes") + 1 :] if "\nNotes" in old else ""
+    text = table(rows, notes)
+    args.out.write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
