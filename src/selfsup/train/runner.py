@@ -63,11 +63,20 @@ def resolve_config(config: RunConfig, modality: str | None = None) -> RunConfig:
 
 
 def input_statistics(data: ArrayDataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (images) or per-feature (vectors) mean and std, shaped to broadcast over a sample."""
+    """Per-channel (images, series) or per-feature (vectors) mean and std, shaped to broadcast over a sample.
+
+    For series this is the TS2Vec protocol's standardisation (one mean/std per channel fit on the
+    train split; for univariate series, one over the whole train set).
+    """
     x = data.x.float()
     if x.ndim == 4:
         mean = x.mean(dim=(0, 2, 3)).view(-1, 1, 1)
         std = x.std(dim=(0, 2, 3)).view(-1, 1, 1)
+    elif x.ndim == 3:  # series [N, C, T]: per channel over samples and time, NaN (missing) ignored
+        flat = x.transpose(0, 1).reshape(x.shape[1], -1)
+        mean = flat.nanmean(dim=1)
+        std = (flat - mean[:, None]).pow(2).nanmean(dim=1).sqrt()
+        mean, std = mean.view(-1, 1), std.view(-1, 1)
     else:
         mean, std = x.mean(dim=0), x.std(dim=0)
     return mean, std.clamp(min=1e-6)
