@@ -45,7 +45,16 @@ class Encoder(nn.Module):
         self.register_buffer("std", std.clone().float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone((x - self.mean) / self.std)
+        return self.backbone(self.standardize(x))
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def forward_tokens(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Token-level features ``[N, L, D]`` of backbones that have them (series: one per timestamp)."""
+        if not hasattr(self.backbone, "forward_tokens"):
+            raise TypeError(f"backbone {type(self.backbone).__name__} has no token-level output (forward_tokens)")
+        return self.backbone.forward_tokens(self.standardize(x), mask=mask)
 
 
 class Method(nn.Module):

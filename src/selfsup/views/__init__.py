@@ -28,11 +28,14 @@ class Views:
             possibly at a lower resolution than the global views.
         labels: the batch's labels ``[N]``, given only to methods that declare
             ``requires_labels`` (supervised by design, e.g. SupCon); ``None`` otherwise.
+        extras: what a view generator knows that a method may need, by name (e.g. TS2Vec's
+            crop overlap, MAE's masks); empty for plain views.
     """
 
     global_views: list[torch.Tensor]
     local_views: list[torch.Tensor] = field(default_factory=list)
     labels: torch.Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def all_views(self) -> list[torch.Tensor]:
