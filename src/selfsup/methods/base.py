@@ -67,6 +67,8 @@ class Method(nn.Module):
     - ``num_global_views`` / ``num_local_views``: the views the method asks for (multi-crop
       methods override ``num_local_views``, usually from their config);
     - ``requires_labels``: the method is supervised by design (SupCon) and gets ``views.labels``;
+    - ``default_views``: views the method needs (TS2Vec's overlapping crops), used when the run's
+      views are ``auto``;
     - ``on_step_end``: after each optimiser step (EMA teachers, schedules, queues);
     - ``before_optimizer_step``: gradients are ready, the step has not happened (DINO freezes its
       last layer, SwAV its prototypes, early in training);
@@ -77,6 +79,7 @@ class Method(nn.Module):
     Config: ClassVar[type]
     num_global_views: ClassVar[int] = 2
     requires_labels: ClassVar[bool] = False
+    default_views: ClassVar[str | None] = None  # views a method needs when the run says "auto"
     paper: ClassVar[str] = ""
 
     @property

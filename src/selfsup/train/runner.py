@@ -57,7 +57,11 @@ def resolve_config(config: RunConfig, modality: str | None = None) -> RunConfig:
     out.backbone = _resolved(config.backbone, BACKBONES.get(config.backbone.name), "backbone")
     out.method = _resolved(config.method, METHODS.get(config.method.name), "method")
     if modality is not None:
-        name = DEFAULT_VIEWS.get(modality, modality) if config.views.name == "auto" else config.views.name
+        name = config.views.name
+        if name == "auto":
+            # A method that needs its own views (TS2Vec's overlapping crops) names them;
+            # otherwise the modality's default.
+            name = METHODS.get(config.method.name).default_views or DEFAULT_VIEWS.get(modality, modality)
         out.views = _resolved(ComponentConfig(name, config.views.params), VIEWS.get(name), "views")
     return out
 
@@ -322,7 +326,7 @@ def _check_views(views: Any, data: ArrayDataset, method: Method, config: RunConf
         raise ConfigError(
             f"views {config.views.name!r} cannot make views of {data.name} (samples of shape "
             f"{tuple(data.sample_shape)}, modality {data.modality!r}): {error}. "
-            "Leave --set views.name=auto to pick the views for the data's modality."
+            "Leave --set views.name=auto to pick the views for the method and the data's modality."
         ) from None
 
 
