@@ -1,0 +1,115 @@
+"""TS2Vec: hierarchical contrastive learning of timestamp-level representations of series.
+
+Yue, Wang, Duan, Yang, Huang, Tong, Xu 2022, "TS2Vec: Towards Universal Representation of Time
+Series", AAAI 2022, arXiv 2106.10466. Two overlapping random crops of each series (the
+"ts2vec_crops" views; contextual consistency, sec. 3.2) are encoded timestamp by timestamp with
+an independent binomial timestamp mask each (the masked timestamps' features are zeroed after the
+input projection); the representations of the overlapping timestamps, which saw different
+contexts, are contrasted by the hierarchical loss (instance-wise + temporal, over max-pooled
+scales; sec. 3.3). There are no projection heads: the loss acts on the encoder's own
+representations, and the instance representation is their max over time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from selfsup.errors import ConfigError
+from selfsup.losses.timeseries import hierarchical_contrastive_loss
+from selfsup.methods import register_method
+from selfsup.methods.base import Encoder, Method, StepOutput
+from selfsup.views import Views
+
+
+@dataclass
+class TS2VecConfig:
+    """TS2Vec's knobs; the encoder's widths (hidden 64, output 320, depth 10) are the backbone's.
+
+    Attributes:
+        alpha: weight of the instance-wise term, ``1 - alpha`` of the temporal term (0.5 in the
+            reference code: equal weights as in the paper's eq. 3).
+        temporal_unit: first pyramid scale at which the temporal term is used (0: all scales).
+        timestamp_keep_prob: probability that the binomial mask keeps a timestamp (0.5, as the
+            reference code; masked timestamps are zeroed after the input projection).
+    """
+
+    alpha: float = 0.5
+    temporal_unit: int = 0
+    timestamp_keep_prob: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.temporal_unit < 0:
+            raise ValueError(f"temporal_unit must be >= 0, got {self.temporal_unit}")
+        if not 0.0 < self.timestamp_keep_prob <= 1.0:
+            raise ValueError(f"timestamp_keep_prob must be in (0, 1], got {self.timestamp_keep_prob}")
+
+
+def binomial_timestamp_mask(
+    num_series: int, length: int, keep_prob: float, device: torch.device, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """TS2Vec's timestamp mask: each timestamp kept independently with probability ``keep_prob``.
+
+    Returns:
+        bool ``[num_series, length]``, True = kept, False = masked (its features are zeroed).
+    """
+    return torch.rand(num_series, length, device=device, generator=generator) < keep_prob
+
+
+@register_method("ts2vec")
+class TS2Vec(Method):
+    Config = TS2VecConfig
+    paper = "Yue et al. 2022, arXiv 2106.10466"
+    default_views = "ts2vec_crops"  # the two overlapping crops; the runner uses them for views "auto"
+
+    def __init__(self, encoder: Encoder, config: TS2VecConfig) -> None:
+        super().__init__(encoder, config)
+        if not hasattr(encoder.backbone, "forward_tokens"):
+            raise ConfigError(
+                f"method 'ts2vec' needs a backbone with one representation per timestamp (forward_tokens), "
+                f"but {type(encoder.backbone).__name__} has none; pass --backbone ts2vec_encoder (or resnet1d)"
+            )
+
+    def _timestamp_features(self, view: torch.Tensor) -> torch.Tensor:
+        """Masked timestamp representations of one view ``[N, C, T] -> [N, T, D]``."""
+        N, _, T = view.shape
+        mask = binomial_timestamp_mask(N, T, self.config.timestamp_keep_prob, view.device)
+        z = self.encoder.forward_tokens(view, mask=mask)
+        if z.shape[:2] != (N, T):
+            raise ConfigError(
+                f"method 'ts2vec' needs one representation per timestamp, but the backbone "
+                f"{type(self.encoder.backbone).__name__} turned {T} timestamps into {z.shape[1]} tokens; "
+                "use a backbone without patching or striding (--backbone ts2vec_encoder)"
+            )
+        return z
+
+    def training_step(self, views: Views) -> StepOutput:
+        if "overlap" not in views.extras:
+            raise ConfigError(
+                "method 'ts2vec' needs the two overlapping crops of the 'ts2vec_crops' views "
+                "(views.extras has no 'overlap'); pass --set views.name=ts2vec_crops or leave views at auto"
+            )
+        x1, x2 = views.global_views  # [N, C, T1], [N, C, T2]
+        overlap = int(views.extras["overlap"])
+        if not 1 <= overlap <= min(x1.shape[-1], x2.shape[-1]):
+            raise ValueError(f"overlap {overlap} does not fit views of lengths {x1.shape[-1]} and {x2.shape[-1]}")
+        h1 = self._timestamp_features(x1)  # [N, T1, D]
+        h2 = self._timestamp_features(x2)  # [N, T2, D]
+        # The overlap is the last `overlap` timestamps of view 1 and the first of view 2.
+        z1, z2 = h1[:, -overlap:], h2[:, :overlap]
+        loss = hierarchical_contrastive_loss(z1, z2, self.config.alpha, self.config.temporal_unit)
+        return StepOutput(loss, {}, _max_over_observed(h1.detach(), x1))
+
+
+def _max_over_observed(tokens: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Instance features for monitors: max over the observed timestamps ``[N, T, D] -> [N, D]``.
+
+    Taken from the training pass (masked, dropout on) rather than a second forward pass; a
+    series with no observed timestamp gets zeros.
+    """
+    observed = ~torch.isnan(x).any(dim=1)  # [N, T]
+    pooled = tokens.masked_fill(~observed[:, :, None], float("-inf")).amax(dim=1)
+    return torch.where(observed.any(dim=1, keepdim=True), pooled, torch.zeros_like(pooled))
