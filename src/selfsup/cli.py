@@ -86,10 +86,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+PROTOCOLS = {"standard": ("knn", "linear"), "svm": ("svm",)}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from selfsup.evaluate.run import evaluate_run
 
     probes = tuple(p.strip() for p in args.probes.split(",")) if args.probes else None
+    if args.protocol is not None:
+        probes = PROTOCOLS[args.protocol]
     record = evaluate_run(args.run_dir, data_spec=args.data, probes=probes)
     print(f"evaluation of {args.run_dir} on {record['evaluation']['data']} ({record['evaluation']['note']}):")
     print(record["evaluation_table"])
@@ -153,7 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="kNN and linear probe of a run's encoder, beside the baselines")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data", help="evaluate on this data instead of the run's own")
-    p.add_argument("--probes", help="comma-separated: knn,linear")
+    p.add_argument("--probes", help="comma-separated: knn,linear,svm")
+    p.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        help="a published protocol: svm = TS2Vec's (RBF SVM, C by 5-fold CV on train); standard = knn,linear",
+    )
     p = sub.add_parser("embed", help="write a run's embeddings of DATA to a .npy file")
     p.add_argument("run_dir", type=Path)
     p.add_argument("data")

@@ -177,6 +177,21 @@ def pick_best(val_accuracies: dict[Any, float]) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 
+def probe_runners() -> dict[str, Any]:
+    """Probe name -> function ``(train_x, train_y, test_x, test_y, seed=) -> ProbeResult``."""
+    from selfsup.evaluate.knn import knn_evaluate
+    from selfsup.evaluate.linear import linear_probe
+
+    runners: dict[str, Any] = {"knn": knn_evaluate, "linear": linear_probe}
+    try:
+        from selfsup.evaluate.svm import svm_protocol
+    except ImportError:  # pragma: no cover - the module is part of the package
+        pass
+    else:
+        runners["svm"] = svm_protocol
+    return runners
+
+
 def evaluate_features(
     train_x: ArrayLike,
     train_y: ArrayLike,
@@ -192,8 +207,9 @@ def evaluate_features(
         train_y: ``[N_train]`` integer labels.
         test_x: ``[N_test, D]`` float features.
         test_y: ``[N_test]`` integer labels; used only for the final score.
-        probes: any of ``"knn"`` (:func:`selfsup.evaluate.knn_evaluate`) and ``"linear"``
-            (:func:`selfsup.evaluate.linear_probe`).
+        probes: any of ``"knn"`` (:func:`selfsup.evaluate.knn_evaluate`), ``"linear"``
+            (:func:`selfsup.evaluate.linear_probe`) and ``"svm"`` (TS2Vec's SVM protocol,
+            :func:`selfsup.evaluate.svm.svm_protocol`).
         seed: seed of the held-out validation split of train.
 
     Returns:
@@ -203,10 +219,7 @@ def evaluate_features(
         ConfigError: for an unknown probe name.
         DataError: for malformed inputs (see the individual probes).
     """
-    from selfsup.evaluate.knn import knn_evaluate
-    from selfsup.evaluate.linear import linear_probe
-
-    runners = {"knn": knn_evaluate, "linear": linear_probe}
+    runners = probe_runners()
     if isinstance(probes, str):
         probes = (probes,)
     unknown = [p for p in probes if p not in runners]

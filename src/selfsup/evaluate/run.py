@@ -27,6 +27,15 @@ def holdout_split(data: ArrayDataset, test_fraction: float = 0.2, seed: int = 0)
     return pick(torch.as_tensor(train_idx)), pick(torch.as_tensor(test_idx))
 
 
+def _raw_features(x: torch.Tensor, method: Method) -> torch.Tensor:
+    """The raw-input baseline's features: samples flattened; series standardised as the encoder
+    does (TS2Vec's raw baseline is the normalised series) with missing values set to 0."""
+    x = x.float()
+    if x.ndim == 3:
+        x = torch.nan_to_num(method.encoder.standardize(x.to(method.encoder.mean.device)).cpu(), nan=0.0)
+    return x.flatten(1)
+
+
 def random_init_method(config: RunConfig, like: Method) -> Method:
     """The same architecture as ``like``, freshly initialised with the run's seed."""
     from selfsup.train.runner import build_method
@@ -97,7 +106,7 @@ def evaluate_run(
             name: (embed_in_batches(encoder, train.x, device=device), embed_in_batches(encoder, test.x, device=device))
             for name, encoder in encoders.items()
         }
-        features["raw input"] = (train.x.flatten(1).float(), test.x.flatten(1).float())
+        features["raw input"] = (_raw_features(train.x, method), _raw_features(test.x, method))
         for name, (train_z, test_z) in features.items():
             probe_results = evaluate_features(train_z, train.y, test_z, test.y, probes=probes, seed=config.train.seed)
             results[name] = {probe: r.accuracy for probe, r in probe_results.items()}
