@@ -35,6 +35,6 @@ def list_backbones() -> list[str]:
 
 
 # Importing the modules registers their backbones.
-from selfsup.backbones import mlp, resnet  # noqa: E402,F401
+from selfsup.backbones import mlp, resnet, timeseries  # noqa: E402,F401
 
 __all__ = ["BACKBONES", "register_backbone", "create_backbone", "list_backbones"]

@@ -51,7 +51,7 @@ class ViewGenerator(Protocol):
 VIEWS: Registry[Callable[..., ViewGenerator]] = Registry("views")
 register_views = VIEWS.register
 
-DEFAULT_VIEWS = {"image": "image", "vector": "vector"}
+DEFAULT_VIEWS = {"image": "image", "vector": "vector", "timeseries": "timeseries"}
 
 
 def create_views(name: str, modality: str, params: dict[str, Any] | None = None) -> ViewGenerator:
@@ -69,6 +69,6 @@ def list_views() -> list[str]:
     return VIEWS.names()
 
 
-from selfsup.views import image, vector  # noqa: E402,F401  (registers the generators)
+from selfsup.views import image, timeseries, vector  # noqa: E402,F401  (registers the generators)
 
 __all__ = ["Views", "ViewGenerator", "VIEWS", "register_views", "create_views", "list_views"]
