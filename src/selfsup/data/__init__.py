@@ -1,8 +1,10 @@
-"""Datasets: built-in ones, folders of images and ``.npy``/``.npz`` files, all as in-memory tensors.
+"""Datasets: built-in ones, folders of images, ``.npy``/``.npz`` files and time series, all as in-memory tensors.
 
-Use :func:`load_dataset` with a built-in name (``"digits"``), ``"folder:PATH"``, ``"arrays:PATH"``
-or a bare path; it returns a :class:`DatasetSplits` of :class:`ArrayDataset` (images
-``[N, C, H, W]`` float32 in ``[0, 1]``, vectors ``[N, D]`` float32, labels ``[N]`` int64 or ``None``).
+Use :func:`load_dataset` with a built-in name (``"digits"``), ``"folder:PATH"``, ``"arrays:PATH"``,
+``"ucr:NAME"`` / ``"uea:NAME"`` (aeon's shipped UCR/UEA datasets), ``"series:PATH"`` or a bare
+path; it returns a :class:`DatasetSplits` of :class:`ArrayDataset` (images ``[N, C, H, W]``
+float32 in ``[0, 1]``, vectors ``[N, D]`` float32, series ``[N, C, T]`` float32 with NaN for
+missing values, labels ``[N]`` int64 or ``None``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,16 @@ from pathlib import Path
 from selfsup.data.base import ArrayDataset, DatasetSplits
 from selfsup.data.builtin import DATASETS
 from selfsup.data.files import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, load_arrays, load_image_folder
+from selfsup.data.timeseries import (
+    SERIES_FILE_EXTENSIONS, fill_missing, list_timeseries_datasets, load_series, load_ucr, observed_mask,
+)
 from selfsup.errors import ConfigError, DataError
 
-_FORMS = "a directory of images, a .npy/.npz file, 'folder:PATH' or 'arrays:PATH'"
+_FORMS = (
+    "a directory of images, a .npy/.npz file, 'folder:PATH' or 'arrays:PATH'; for time series "
+    "'ucr:NAME' (shipped: " + ", ".join(n.split(":", 1)[1] for n in list_timeseries_datasets()) + "), "
+    "a .ts/.csv/.tsv file or 'series:PATH' (.npy/.npz [N, T] or [N, C, T])"
+)
 
 
 def list_datasets() -> list[str]:
@@ -28,7 +37,7 @@ def _looks_like_path(text: str) -> bool:
     suffix = Path(text).suffix.lower()
     return (
         "/" in text or "\\" in text or text.startswith((".", "~"))
-        or suffix in ARRAY_EXTENSIONS or suffix in IMAGE_EXTENSIONS
+        or suffix in ARRAY_EXTENSIONS or suffix in IMAGE_EXTENSIONS or suffix in SERIES_FILE_EXTENSIONS
     )
 
 
@@ -37,9 +46,14 @@ def load_dataset(spec: str | os.PathLike[str], skip_bad_files: bool = False) -> 
 
     ``spec`` is, in this order of precedence: a built-in name (see :func:`list_datasets`);
     ``"folder:PATH"`` (a directory of images, see :func:`load_image_folder`); ``"arrays:PATH"``
-    (a ``.npy``/``.npz`` file, see :func:`load_arrays`); or a bare path (a directory is read as
-    images, a ``.npy``/``.npz`` file as arrays). Write ``./digits`` to read a local folder that
-    shares a built-in name. ``skip_bad_files`` only applies to image folders.
+    (a ``.npy``/``.npz`` file, see :func:`load_arrays`); ``"ucr:NAME"`` or ``"uea:NAME"`` (a
+    UCR/UEA dataset shipped with aeon, see :func:`list_timeseries_datasets` and
+    :func:`~selfsup.data.timeseries.load_ucr`; a path there is read as with ``series:``);
+    ``"series:PATH"`` (time series from a ``.npy``/``.npz``/``.ts``/``.csv``/``.tsv`` file, see
+    :func:`~selfsup.data.timeseries.load_series`); or a bare path (a directory is read as images,
+    a ``.npy``/``.npz`` file as arrays, a ``.ts``/``.csv``/``.tsv`` file as time series). Write
+    ``./digits`` to read a local folder that shares a built-in name. ``skip_bad_files`` only
+    applies to image folders.
     """
     if isinstance(spec, os.PathLike):
         return _load_path(Path(spec).expanduser(), str(spec), skip_bad_files)
@@ -57,6 +71,18 @@ def load_dataset(spec: str | os.PathLike[str], skip_bad_files: bool = False) -> 
             raise ConfigError(f"dataset spec {spec!r} has no path after '{prefix}:'")
         target = Path(rest.strip()).expanduser()
         return load_image_folder(target, skip_bad_files) if prefix.lower() == "folder" else load_arrays(target)
+    if sep and prefix.lower() == "series":
+        if not rest.strip():
+            raise ConfigError(f"dataset spec {spec!r} has no path after 'series:'")
+        return load_series(Path(rest.strip()).expanduser())
+    if sep and prefix.lower() in ("ucr", "uea"):
+        name = rest.strip()
+        if not name:
+            shipped = ", ".join(list_timeseries_datasets())
+            raise ConfigError(f"dataset spec {spec!r} has no name after '{prefix}:'; shipped datasets: {shipped}")
+        if _looks_like_path(name) or Path(name).expanduser().is_dir():
+            return load_series(Path(name).expanduser())
+        return load_ucr(name)
     return _load_path(Path(text).expanduser(), text, skip_bad_files)
 
 
@@ -67,13 +93,18 @@ def _load_path(path: Path, text: str, skip_bad_files: bool) -> DatasetSplits:
         suffix = path.suffix.lower()
         if suffix in ARRAY_EXTENSIONS:
             return load_arrays(path)
+        if suffix in SERIES_FILE_EXTENSIONS:
+            return load_series(path)
         if suffix in IMAGE_EXTENSIONS:
             raise DataError(f"{path} is a single image; pass the folder that contains the images instead")
-        raise DataError(f"{path} is neither a directory of images nor a .npy/.npz file; pass {_FORMS}")
+        raise DataError(f"{path} is neither a directory of images nor a .npy/.npz/.ts/.csv/.tsv file; pass {_FORMS}")
     if _looks_like_path(text):
         raise DataError(f"{path} does not exist (looked for {path.absolute()}); pass {_FORMS}, or a built-in dataset name")
     names = list_datasets()
     close = difflib.get_close_matches(text.lower(), names, n=1)
+    if not close:  # maybe a shipped time-series name without its 'ucr:' prefix
+        series = {spec.split(":", 1)[1].lower(): spec for spec in list_timeseries_datasets()}
+        close = [series[n] for n in difflib.get_close_matches(text.lower(), list(series), n=1)]
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ConfigError(
         f"unknown dataset {text!r}.{hint} Built-in datasets: {', '.join(names)}; or pass {_FORMS}"
@@ -81,6 +112,7 @@ def _load_path(path: Path, text: str, skip_bad_files: bool) -> DatasetSplits:
 
 
 __all__ = [
-    "ArrayDataset", "DatasetSplits", "DATASETS", "load_dataset", "list_datasets",
-    "load_image_folder", "load_arrays", "IMAGE_EXTENSIONS",
+    "ArrayDataset", "DatasetSplits", "DATASETS", "load_dataset", "list_datasets", "list_timeseries_datasets",
+    "load_image_folder", "load_arrays", "load_series", "load_ucr", "observed_mask", "fill_missing",
+    "IMAGE_EXTENSIONS",
 ]
