@@ -145,7 +145,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     if what in (None, "backbones"):
         print("backbones:\n  " + "\n  ".join(list_backbones()))
     if what in (None, "datasets"):
-        print("datasets (built in; or a folder of images, a .npy/.npz file):\n  " + "\n  ".join(list_datasets()))
+        from selfsup.data.timeseries import list_timeseries_datasets
+
+        print(
+            "datasets (built in; or a folder of images, a .npy/.npz file, a .ts/.csv/.tsv file, series:PATH):\n  "
+            + "\n  ".join(list_datasets())
+        )
+        print(
+            'time-series datasets shipped with aeon (pip install "selfsup[timeseries]"):\n  '
+            + "\n  ".join(list_timeseries_datasets())
+        )
     if what in (None, "views"):
         print("views:\n  " + "\n  ".join(list_views()))
     return 0
@@ -155,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfsup", description="Self-supervised representation learning.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_pretrain(sub)
-    p = sub.add_parser("evaluate", help="kNN and linear probe of a run's encoder, beside the baselines")
+    p = sub.add_parser("evaluate", help="kNN, linear or SVM probes of a run's encoder, beside the baselines")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data", help="evaluate on this data instead of the run's own")
     p.add_argument("--probes", help="comma-separated: knn,linear,svm")

@@ -12,10 +12,12 @@ class ArrayDataset:
     """A dataset held in memory as one tensor.
 
     Attributes:
-        x: samples, ``[N, C, H, W]`` float32 in ``[0, 1]`` for images, ``[N, D]`` for vectors.
+        x: samples, ``[N, C, H, W]`` float32 in ``[0, 1]`` for images, ``[N, D]`` for vectors,
+            ``[N, C, T]`` for series (NaN marks a missing value; series of unequal length are
+            padded at the end with NaN).
         y: integer labels ``[N]`` (int64), or ``None`` for unlabeled data.
         name: where it came from (a dataset name or a path), for messages and reports.
-        modality: ``"image"`` or ``"vector"``; picks the default views and backbone.
+        modality: ``"image"``, ``"vector"`` or ``"timeseries"``; picks the default views.
         class_names: names of the classes, index ``i`` for label ``i``, when known.
     """
 
