@@ -1,0 +1,130 @@
+"""DINO: self-distillation with no labels, multi-crop, centring and sharpening.
+
+Caron et al. 2021, "Emerging Properties in Self-Supervised Vision Transformers", arXiv 2104.14294.
+A student (encoder + DINO head) sees every crop, 2 global and several small local ones; its
+teacher, an EMA of the student, sees only the 2 global crops. The head ends in K prototypes; the
+student's softmax at temperature ``tau_s`` learns the teacher's centred, sharpened softmax of
+every other crop (eq. 3). The teacher's temperature is warmed up linearly at the start (a sharp
+teacher too early makes training unstable), the prototypes layer is frozen at the start (the
+paper freezes it for the first epoch; it stabilises training), and the teacher's momentum rises
+from ``base_momentum`` to 1 on a cosine.
+
+Schedules are fractions of training because a method does not know the steps per epoch: the
+paper's 30-epoch temperature warm-up in a 100-epoch run is ``teacher_temperature_warmup = 0.3``
+and its 1-epoch freeze ``freeze_last_layer = 0.01``.
+
+Not reproduced (the shared trainer has one weight decay and no gradient clipping): the paper's
+weight decay rising from 0.04 to 0.4 on a cosine and its gradient clipping at norm 3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from selfsup.losses.distillation import dino_loss
+from selfsup.losses.distillation_state import DINOCenter
+from selfsup.methods import register_method
+from selfsup.methods.base import Encoder, Method, StepOutput
+from selfsup.train.teacher import EMATeacher, cosine_momentum
+from selfsup.views import Views
+
+
+@dataclass
+class DINOConfig:
+    num_local_crops: int = 4  # small crops seen by the student only; 8 or 10 in the paper
+    head_hidden_dim: int = 512  # 2048 in the paper
+    bottleneck_dim: int = 256  # as in the paper: the head's output before the prototypes
+    num_prototypes: int = 1024  # K; 65536 in the paper on ImageNet, fewer for small data
+    student_temperature: float = 0.1  # tau_s, as in the paper
+    teacher_temperature: float = 0.07  # tau_t after warm-up (the paper warms it up from 0.04 to 0.07)
+    warmup_teacher_temperature: float = 0.04  # tau_t at the first step (0.04 in the paper)
+    teacher_temperature_warmup: float = 0.3  # fraction of training for the linear warm-up (30 of 100 epochs)
+    center_momentum: float = 0.9  # m of the teacher's centre, as in the paper
+    freeze_last_layer: float = 0.01  # fraction of training with the prototypes frozen (1 of 100 epochs)
+    base_momentum: float = 0.99  # teacher EMA; 0.996 in the paper for long runs, lower for short ones
+    final_momentum: float = 1.0
+
+
+class DINOHead(nn.Module):
+    """3-layer MLP with GELU, L2-normalised bottleneck, weight-normalised prototypes.
+
+    ``[N, in_dim] -> [N, num_prototypes]``. The last layer is ``normalize(x) @ normalize(W)^T``:
+    the weight normalisation of the paper with its gain fixed to 1 (``norm_last_layer``), so the
+    logits are cosines in [-1, 1] and their scale comes from the temperatures.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, bottleneck_dim: int, num_prototypes: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, bottleneck_dim),
+        )
+        for layer in self.mlp:
+            if isinstance(layer, nn.Linear):  # the paper's initialisation
+                nn.init.trunc_normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
+        self.last_layer = nn.Linear(bottleneck_dim, num_prototypes, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(self.mlp(x), dim=-1)
+        return F.linear(x, F.normalize(self.last_layer.weight, dim=-1))
+
+
+def teacher_temperature(step: int, total_steps: int, config: DINOConfig) -> float:
+    """Linear warm-up from ``warmup_teacher_temperature`` to ``teacher_temperature``, then constant."""
+    warmup_steps = config.teacher_temperature_warmup * total_steps
+    if step >= warmup_steps:
+        return config.teacher_temperature
+    start, end = config.warmup_teacher_temperature, config.teacher_temperature
+    return start + (end - start) * step / warmup_steps
+
+
+@register_method("dino")
+class DINO(Method):
+    Config = DINOConfig
+    paper = "Caron et al. 2021, arXiv 2104.14294"
+
+    def __init__(self, encoder: Encoder, config: DINOConfig) -> None:
+        super().__init__(encoder, config)
+        self.head = DINOHead(encoder.embed_dim, config.head_hidden_dim, config.bottleneck_dim, config.num_prototypes)
+        self.teacher = EMATeacher(nn.Sequential(self.encoder, self.head))
+        self.center = DINOCenter(config.num_prototypes, config.center_momentum)
+        # Schedules as buffers: a resumed run continues them from the checkpoint.
+        self.register_buffer("teacher_temp", torch.tensor(config.warmup_teacher_temperature))
+        self.momentum = config.base_momentum
+
+    @property
+    def num_local_views(self) -> int:
+        return self.config.num_local_crops
+
+    def training_step(self, views: Views) -> StepOutput:
+        x1, x2 = views.global_views
+        N = x1.shape[0]
+        h = self.encoder(torch.cat([x1, x2]))  # global crops in one pass: [2N, D]
+        student = list(self.head(h).chunk(2))
+        if views.local_views:  # local crops share a (smaller) resolution: one more pass
+            student += list(self.head(self.encoder(torch.cat(views.local_views))).chunk(len(views.local_views)))
+        teacher_logits = self.teacher(torch.cat([x1, x2]))  # the teacher sees only the global crops
+        teacher = list(self.center(teacher_logits, self.teacher_temp).chunk(2))
+        loss = dino_loss(student, teacher, self.config.student_temperature)
+        self.center.update(teacher_logits)  # after use: the centre of step t comes from steps < t
+        metrics = {"momentum": self.momentum, "teacher_temperature": self.teacher_temp}
+        return StepOutput(loss, metrics, h[:N].detach())
+
+    def before_optimizer_step(self, step: int, total_steps: int) -> None:
+        if step < self.config.freeze_last_layer * total_steps:
+            # No gradient at all (not a zero one): the optimiser skips it, no decay, no momentum.
+            self.head.last_layer.weight.grad = None
+
+    @torch.no_grad()
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        self.teacher_temp.fill_(teacher_temperature(step, total_steps, self.config))
+        self.momentum = cosine_momentum(step, total_steps, self.config.base_momentum, self.config.final_momentum)
+        self.teacher.update(nn.Sequential(self.encoder, self.head), self.momentum)
