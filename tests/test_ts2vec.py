@@ -234,8 +234,8 @@ def test_training_step_contrasts_exactly_the_overlapping_timestamps(monkeypatch)
 
 def test_training_step_masks_timestamps_and_trains() -> None:
     torch.manual_seed(0)
-    backbone = PointwiseTokens()
-    method = _ts2vec(backbone)
+    method = _ts2vec()
+    backbone = method.trained_encoder.backbone
     x = torch.randn(16, 1, 32, generator=torch.Generator().manual_seed(1))
     x[3, :, 25:] = float("nan")  # a shorter series, padded at the end
     optimizer = torch.optim.AdamW(method.parameters(), lr=1e-2)
@@ -286,3 +286,33 @@ def test_method_asks_for_the_overlapping_crops_and_validates_its_knobs() -> None
         _ts2vec(alpha=2.0)
     with pytest.raises(ConfigError, match="timestamp_keep_prob"):
         _ts2vec(timestamp_keep_prob=0.0)
+
+
+def test_exported_encoder_is_the_mean_of_all_iterates() -> None:
+    """The reference code's AveragedModel: after k steps, the mean of the k + 1 weight vectors."""
+    torch.manual_seed(0)
+    method = _ts2vec()
+    assert all(not p.requires_grad for p in method.encoder.parameters())
+    trainable = {id(p) for group in method.param_groups(0.01) for p in group["params"]}
+    assert trainable == {id(p) for p in method.online.parameters()}
+    optimizer = torch.optim.SGD(method.online.parameters(), lr=0.1)
+    x = torch.randn(8, 1, 32, generator=torch.Generator().manual_seed(3))
+    iterates = [torch.nn.utils.parameters_to_vector(method.online.parameters()).detach().clone()]
+    for step in range(1, 5):
+        out = method.training_step(_overlapping_crops(x, 0, 20, 6, 30))
+        optimizer.zero_grad()
+        out.loss.backward()
+        assert all(p.grad is None for p in method.encoder.parameters())
+        optimizer.step()
+        method.on_step_end(step, 4)
+        iterates.append(torch.nn.utils.parameters_to_vector(method.online.parameters()).detach().clone())
+        expected = torch.stack(iterates).mean(dim=0)
+        torch.testing.assert_close(torch.nn.utils.parameters_to_vector(method.encoder.parameters()), expected)
+
+
+def test_without_weight_averaging_the_exported_encoder_is_trained() -> None:
+    method = _ts2vec(average_weights=False)
+    assert method.trained_encoder is method.encoder and not hasattr(method, "online")
+    x = torch.randn(8, 1, 32, generator=torch.Generator().manual_seed(4))
+    method.training_step(_overlapping_crops(x, 0, 20, 6, 30)).loss.backward()
+    assert all(p.grad is not None for p in method.encoder.parameters())

@@ -8,13 +8,19 @@ input projection); the representations of the overlapping timestamps, which saw 
 contexts, are contrasted by the hierarchical loss (instance-wise + temporal, over max-pooled
 scales; sec. 3.3). There are no projection heads: the loss acts on the encoder's own
 representations, and the instance representation is their max over time.
+
+As in the paper's reference code (``torch.optim.swa_utils.AveragedModel`` updated after every
+step), the exported encoder is the running mean of the weights of every iterate, the initial ones
+included (``average_weights``); the network that gets the gradients is a copy of it.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
 
 from selfsup.errors import ConfigError
 from selfsup.losses.timeseries import hierarchical_contrastive_loss
@@ -25,19 +31,25 @@ from selfsup.views import Views
 
 @dataclass
 class TS2VecConfig:
-    """TS2Vec's knobs; the encoder's widths (hidden 64, output 320, depth 10) are the backbone's.
+    """TS2Vec's knobs. The encoder's widths (hidden 64, output 320, depth 10) are the backbone's,
+    the crop lengths (at most 3000 steps) the views' (``ts2vec_crops``).
 
     Attributes:
         alpha: weight of the instance-wise term, ``1 - alpha`` of the temporal term (0.5 in the
             reference code: equal weights as in the paper's eq. 3).
-        temporal_unit: first pyramid scale at which the temporal term is used (0: all scales).
+        temporal_unit: first pyramid scale at which the temporal term is used (0: all scales);
+            give the views the same value (``--set views.temporal_unit=...``): it sets their
+            shortest overlap, ``2 ** (temporal_unit + 1)``, as in the reference code.
         timestamp_keep_prob: probability that the binomial mask keeps a timestamp (0.5, as the
             reference code; masked timestamps are zeroed after the input projection).
+        average_weights: export the mean of the weights of all iterates (the reference code's
+            ``AveragedModel``) instead of the last weights.
     """
 
     alpha: float = 0.5
     temporal_unit: int = 0
     timestamp_keep_prob: float = 0.5
+    average_weights: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -72,16 +84,26 @@ class TS2Vec(Method):
                 f"method 'ts2vec' needs a backbone with one representation per timestamp (forward_tokens), "
                 f"but {type(encoder.backbone).__name__} has none; pass --backbone ts2vec_encoder (or resnet1d)"
             )
+        if config.average_weights:
+            # self.encoder (exported) holds the running mean; self.online is trained.
+            self.online = copy.deepcopy(encoder)
+            for parameter in self.encoder.parameters():
+                parameter.requires_grad_(False)
+
+    @property
+    def trained_encoder(self) -> Encoder:
+        """The encoder the gradients reach (``self.encoder`` itself without weight averaging)."""
+        return self.online if self.config.average_weights else self.encoder
 
     def _timestamp_features(self, view: torch.Tensor) -> torch.Tensor:
         """Masked timestamp representations of one view ``[N, C, T] -> [N, T, D]``."""
         N, _, T = view.shape
         mask = binomial_timestamp_mask(N, T, self.config.timestamp_keep_prob, view.device)
-        z = self.encoder.forward_tokens(view, mask=mask)
+        z = self.trained_encoder.forward_tokens(view, mask=mask)
         if z.shape[:2] != (N, T):
             raise ConfigError(
                 f"method 'ts2vec' needs one representation per timestamp, but the backbone "
-                f"{type(self.encoder.backbone).__name__} turned {T} timestamps into {z.shape[1]} tokens; "
+                f"{type(self.trained_encoder.backbone).__name__} turned {T} timestamps into {z.shape[1]} tokens; "
                 "use a backbone without patching or striding (--backbone ts2vec_encoder)"
             )
         return z
@@ -102,6 +124,23 @@ class TS2Vec(Method):
         z1, z2 = h1[:, -overlap:], h2[:, :overlap]
         loss = hierarchical_contrastive_loss(z1, z2, self.config.alpha, self.config.temporal_unit)
         return StepOutput(loss, {}, _max_over_observed(h1.detach(), x1))
+
+    @torch.no_grad()
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        if self.config.average_weights:
+            # After `step` updates the mean covers step + 1 iterates (the initial weights count,
+            # as in AveragedModel): mean <- mean + (w - mean) / (step + 1). A function of the
+            # step alone, so a resumed run continues the same average.
+            _running_mean_(self.encoder, self.online, count=step + 1)
+
+
+def _running_mean_(average: nn.Module, current: nn.Module, count: int) -> None:
+    """Fold ``current``'s parameters into ``average``, the mean of ``count - 1`` earlier iterates;
+    buffers (normalisation statistics) are copied, as they are not weights."""
+    mean_params, params = list(average.parameters()), list(current.parameters())
+    torch._foreach_lerp_(mean_params, params, 1.0 / count)
+    for mean_buffer, buffer in zip(average.buffers(), current.buffers()):
+        mean_buffer.copy_(buffer)
 
 
 def _max_over_observed(tokens: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
