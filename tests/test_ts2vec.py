@@ -316,3 +316,56 @@ def test_without_weight_averaging_the_exported_encoder_is_trained() -> None:
     x = torch.randn(8, 1, 32, generator=torch.Generator().manual_seed(4))
     method.training_step(_overlapping_crops(x, 0, 20, 6, 30)).loss.backward()
     assert all(p.grad is not None for p in method.encoder.parameters())
+
+
+# --------------------------------------------------------------------------- end to end (real data, views, encoder)
+
+
+def _run_config(data: str, epochs: int, **backbone_params):
+    from selfsup.config import RunConfig, load_yaml
+    from pathlib import Path
+
+    values = load_yaml(Path(__file__).resolve().parents[1] / "recipes" / "ts2vec-gunpoint.yaml")
+    values["data"] = data
+    if backbone_params:
+        values["backbone"] = {"name": "ts2vec_encoder", "params": backbone_params}
+    config = RunConfig.from_dict(values)
+    config.train.epochs = epochs
+    config.train.monitor_every_n_epochs = epochs
+    config.train.progress_bar = False
+    return config
+
+
+def test_pretrain_picks_the_overlapping_crops_and_the_run_reloads(tmp_path) -> None:
+    from selfsup.train.runner import load_run, load_run_config, pretrain
+
+    config = _run_config("ucr:ItalyPowerDemand", epochs=1, hidden_dim=8, output_dim=16, depth=2)
+    result = pretrain(config, run_dir=tmp_path / "run", evaluate=False)
+    assert load_run_config(tmp_path / "run").views.name == "ts2vec_crops"  # views "auto" -> the method's
+    assert result.metrics["steps"] == 67 // 8
+    _, method, _ = load_run(tmp_path / "run")
+    x = result.data.test.x[:16]
+    with torch.no_grad():
+        torch.testing.assert_close(method.embed(x), result.method.eval().embed(x))
+
+
+def test_pretrain_with_views_that_lack_the_overlap_is_a_clear_error(tmp_path) -> None:
+    from selfsup.train.runner import pretrain
+
+    config = _run_config("ucr:ItalyPowerDemand", epochs=1, hidden_dim=8, output_dim=16, depth=2)
+    config.views.name = "timeseries"
+    with pytest.raises(ConfigError, match="ts2vec_crops"):
+        pretrain(config, run_dir=tmp_path / "run", evaluate=False)
+
+
+@pytest.mark.slow
+def test_short_pretraining_beats_random_init_under_the_svm_protocol(tmp_path) -> None:
+    """80 steps of the published protocol on ItalyPowerDemand (1,029 test series): the SVM on the
+    pretrained encoder beats the same SVM on the random-init encoder by more than 1 point
+    (measured: +1.5 to +5 points over seeds 0-3; published TS2Vec 0.960). GunPoint is not used
+    here: its random-init encoder already scores 97-99% (the published TS2Vec 98.7%)."""
+    from selfsup.train.runner import pretrain
+
+    result = pretrain(_run_config("ucr:ItalyPowerDemand", epochs=10), run_dir=tmp_path / "run")
+    scores = result.metrics["evaluation"]["results"]
+    assert scores["pretrained"]["svm"] > scores["random-init"]["svm"] + 0.01, scores
