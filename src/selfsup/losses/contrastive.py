@@ -66,7 +66,8 @@ def dclw_weight(z1: torch.Tensor, z2: torch.Tensor, sigma: float = 0.5) -> torch
     Yeh, Hong, Hsu, Liu, Chen, LeCun 2022, "Decoupled Contrastive Learning", arXiv 2110.06848,
     the weighted loss DCLW: ``w_i = 2 - exp(<z1_i, z2_i> / sigma) / mean_j exp(<z1_j, z2_j> / sigma)``
     with unit-normalised embeddings, i.e. ``2 - N * softmax_i(cos_i / sigma)``. The weights
-    average to 1; pairs that are already close (easy) get less than 1, hard pairs more.
+    average to 1; pairs that are already close (easy) get less than 1, hard pairs more. The
+    weights are not detached (as in the public reference implementations of DCLW).
 
     Args:
         z1: first view's embeddings ``[N, D]``.
@@ -152,9 +153,10 @@ def ntxent_am_loss(
     logits = z @ z.T  # [2N, 2N] cosine similarities
     self_mask = torch.eye(2 * N, dtype=torch.bool, device=z.device)
     targets = torch.cat([torch.arange(N, 2 * N), torch.arange(0, N)]).to(z.device)
-    positive_mask = torch.zeros_like(self_mask)
-    positive_mask[torch.arange(2 * N, device=z.device), targets] = True
-    logits = (logits - margin * positive_mask) / temperature
+    # The margin only on each anchor's positive entry: [2N, 2N] with margin at (a, targets[a]).
+    margins = torch.zeros_like(logits)
+    margins[torch.arange(2 * N, device=z.device), targets] = margin
+    logits = (logits - margins) / temperature
     logits = logits.masked_fill(self_mask, float("-inf"))
     return F.cross_entropy(logits, targets)
 
