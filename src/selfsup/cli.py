@@ -41,9 +41,12 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 def _config_from_args(args: argparse.Namespace):
     from selfsup.config import RunConfig, apply_override, load_yaml, merge
 
-    values = RunConfig().to_dict()
+    from selfsup.methods import METHODS
+
+    values: dict = {"train": {}}
     if args.config is not None:
         values = merge(values, load_yaml(args.config))
+        values.setdefault("train", {})
     direct = {
         "method": args.method, "data": args.data, "backbone": args.backbone,
         "train.epochs": args.epochs, "train.batch_size": args.batch_size, "train.lr": args.lr,
@@ -64,7 +67,13 @@ def _config_from_args(args: argparse.Namespace):
         values["train"]["progress_bar"] = False
     for assignment in args.overrides:
         apply_override(values, assignment)
-    return RunConfig.from_dict(values)
+    # Defaults, then the method's own (e.g. TS2Vec's protocol), then what the user gave.
+    base = RunConfig().to_dict()
+    method = values.get("method", base["method"])
+    name = method if isinstance(method, str) else method.get("name", base["method"]["name"])
+    if name in METHODS:
+        base = merge(base, {k: v for k, v in METHODS.get(name).run_defaults.items()})
+    return RunConfig.from_dict(merge(base, values))
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:

@@ -64,7 +64,7 @@ class EvalConfig:
 class RunConfig:
     data: str = "digits"
     skip_bad_files: bool = False
-    backbone: ComponentConfig = field(default_factory=lambda: ComponentConfig("resnet_tiny"))
+    backbone: ComponentConfig = field(default_factory=lambda: ComponentConfig("auto"))  # by the data's modality
     method: ComponentConfig = field(default_factory=lambda: ComponentConfig("simclr"))
     views: ComponentConfig = field(default_factory=lambda: ComponentConfig("auto"))
     train: TrainConfig = field(default_factory=TrainConfig)

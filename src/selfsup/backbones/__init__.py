@@ -30,6 +30,14 @@ def create_backbone(name: str, input_shape: tuple[int, ...], **kwargs: Any) -> n
     return factory(input_shape, **kwargs)
 
 
+# The backbone a run uses when it says "auto", by the data's modality.
+DEFAULT_BACKBONES = {"image": "resnet_tiny", "vector": "mlp", "timeseries": "ts2vec_encoder"}
+
+
+def default_backbone(modality: str) -> str:
+    return DEFAULT_BACKBONES.get(modality, "mlp")
+
+
 def list_backbones() -> list[str]:
     return BACKBONES.names()
 
@@ -37,4 +45,4 @@ def list_backbones() -> list[str]:
 # Importing the modules registers their backbones.
 from selfsup.backbones import mlp, resnet, timeseries  # noqa: E402,F401
 
-__all__ = ["BACKBONES", "register_backbone", "create_backbone", "list_backbones"]
+__all__ = ["BACKBONES", "DEFAULT_BACKBONES", "register_backbone", "create_backbone", "default_backbone", "list_backbones"]

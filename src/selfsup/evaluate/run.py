@@ -102,6 +102,8 @@ def evaluate_run(
             note = "no test split in the data: a stratified 20% of it is held out as test"
         else:
             note = "probe hyperparameters chosen on a split of the train set; test used once"
+            if "svm" in probes:
+                note = "probe hyperparameters chosen on the train set only (SVM: C by 5-fold CV); test used once"
         features = {
             name: (embed_in_batches(encoder, train.x, device=device), embed_in_batches(encoder, test.x, device=device))
             for name, encoder in encoders.items()

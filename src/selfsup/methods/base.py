@@ -80,6 +80,9 @@ class Method(nn.Module):
     num_global_views: ClassVar[int] = 2
     requires_labels: ClassVar[bool] = False
     default_views: ClassVar[str | None] = None  # views a method needs when the run says "auto"
+    # Settings the command line uses for this method unless the user gives others, e.g. the
+    # published protocol's batch size: a partial RunConfig dict ({"train": {"batch_size": 8}}).
+    run_defaults: ClassVar[dict[str, Any]] = {}
     paper: ClassVar[str] = ""
 
     @property

@@ -76,6 +76,15 @@ class TS2Vec(Method):
     Config = TS2VecConfig
     paper = "Yue et al. 2022, arXiv 2106.10466"
     default_views = "ts2vec_crops"  # the two overlapping crops; the runner uses them for views "auto"
+    # The published protocol (batch 8, AdamW at a constant lr 1e-3 with weight decay 0.01; about
+    # 200 iterations on small UCR sets) and its SVM evaluation, unless the user says otherwise.
+    run_defaults = {
+        "train": {
+            "batch_size": 8, "lr": 1e-3, "weight_decay": 0.01, "epochs": 40, "warmup_epochs": 0,
+            "min_lr_ratio": 1.0, "monitor_every_n_epochs": 10,
+        },
+        "eval": {"probes": ["svm"]},
+    }
 
     def __init__(self, encoder: Encoder, config: TS2VecConfig) -> None:
         super().__init__(encoder, config)

@@ -13,6 +13,7 @@ Run directory::
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import warnings
@@ -48,13 +49,19 @@ def _resolved(component: ComponentConfig, factory: Any, where: str) -> Component
 def resolve_config(config: RunConfig, modality: str | None = None) -> RunConfig:
     """Fill every component's params with its defaults (validating them) so runs are reproducible.
 
-    The views are resolved only once the data's ``modality`` is known (``"auto"`` picks by it).
+    The views and an ``"auto"`` backbone are resolved only once the data's ``modality`` is known
+    (``"auto"`` picks by it: resnet_tiny for images, mlp for vectors, ts2vec_encoder for series).
     """
     from selfsup.backbones import BACKBONES
     from selfsup.views import DEFAULT_VIEWS
 
+    from selfsup.backbones import default_backbone
+
     out = RunConfig.from_dict(config.to_dict())
-    out.backbone = _resolved(config.backbone, BACKBONES.get(config.backbone.name), "backbone")
+    if config.backbone.name != "auto":
+        out.backbone = _resolved(config.backbone, BACKBONES.get(config.backbone.name), "backbone")
+    elif modality is not None:
+        out.backbone = _resolved(ComponentConfig(default_backbone(modality), config.backbone.params), BACKBONES.get(default_backbone(modality)), "backbone")
     out.method = _resolved(config.method, METHODS.get(config.method.name), "method")
     if modality is not None:
         name = config.views.name
@@ -107,12 +114,23 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _strict_json(value: Any) -> Any:
+    """Non-finite floats as strings ("inf", "nan"): strict JSON has no Infinity or NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
+
+
 def write_metrics(run_dir: Path, updates: dict[str, Any]) -> dict[str, Any]:
     """Merge ``updates`` into ``metrics.json`` (atomic rewrite) and return the whole record."""
     path = run_dir / METRICS_FILE
     record: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     record.update(updates)
-    _write_atomic(path, json.dumps(record, indent=2))
+    _write_atomic(path, json.dumps(_strict_json(record), indent=2))
     return record
 
 
