@@ -15,7 +15,7 @@ from selfsup.backbones import create_backbone
 from selfsup.losses.distillation import dino_loss, negative_cosine
 from selfsup.losses.distillation_state import DINOCenter, PredictorCorrelation, directpred_predictor
 from selfsup.methods import Encoder, create_method
-from selfsup.methods.dino import DINOConfig, teacher_temperature
+from selfsup.methods.dino import DINOConfig, clip_each_gradient, teacher_temperature
 from selfsup.views import Views, create_views
 
 
@@ -348,6 +348,17 @@ def test_dino_freezes_the_prototypes_at_the_start() -> None:
         method.before_optimizer_step(step, 100)
         assert (last.grad is None) == frozen, f"step {step}"
         assert method.head.mlp[0].weight.grad is not None  # the rest of the head still learns
+
+
+def test_dino_clips_each_gradient_separately() -> None:
+    big, small, none = (torch.nn.Parameter(torch.zeros(3, 4)) for _ in range(3))
+    big.grad = torch.full((3, 4), 10.0)  # norm sqrt(12) * 10 > 3: scaled down to norm 3
+    small.grad = torch.full((3, 4), 0.1)  # norm < 3: untouched
+    clip_each_gradient([big, small, none], 3.0)
+    assert big.grad.norm().item() == pytest.approx(3.0, rel=1e-5)
+    torch.testing.assert_close(big.grad, torch.full((3, 4), 3.0 / math.sqrt(12)))
+    torch.testing.assert_close(small.grad, torch.full((3, 4), 0.1))
+    assert none.grad is None
 
 
 def test_dino_schedules_are_buffers_that_resume() -> None:

@@ -13,8 +13,9 @@ Schedules are fractions of training because a method does not know the steps per
 paper's 30-epoch temperature warm-up in a 100-epoch run is ``teacher_temperature_warmup = 0.3``
 and its 1-epoch freeze ``freeze_last_layer = 0.01``.
 
-Not reproduced (the shared trainer has one weight decay and no gradient clipping): the paper's
-weight decay rising from 0.04 to 0.4 on a cosine and its gradient clipping at norm 3.
+Gradients are clipped per parameter (norm 3, as in the paper's code) in ``before_optimizer_step``.
+Not reproduced (the shared trainer has one weight decay): the paper's weight decay rising from
+0.04 to 0.4 on a cosine.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class DINOConfig:
     num_local_crops: int = 4  # small crops seen by the student only; 8 or 10 in the paper
     head_hidden_dim: int = 512  # 2048 in the paper
     bottleneck_dim: int = 256  # as in the paper: the head's output before the prototypes
+    head_batch_norm: bool = True  # BN in the head's hidden layers (the paper's use_bn_in_head, off for ViTs)
+    norm_last_layer: bool = True  # fix the prototypes' weight-norm gain to 1 (the paper: True for ViT-B)
     num_prototypes: int = 1024  # K; 65536 in the paper on ImageNet, fewer for small data
     student_temperature: float = 0.1  # tau_s, as in the paper
     teacher_temperature: float = 0.07  # tau_t after warm-up (the paper warms it up from 0.04 to 0.07)
@@ -45,6 +48,7 @@ class DINOConfig:
     teacher_temperature_warmup: float = 0.3  # fraction of training for the linear warm-up (30 of 100 epochs)
     center_momentum: float = 0.9  # m of the teacher's centre, as in the paper
     freeze_last_layer: float = 0.01  # fraction of training with the prototypes frozen (1 of 100 epochs)
+    clip_grad: float = 3.0  # each parameter's gradient norm is clipped to this (the paper's code); 0: off
     base_momentum: float = 0.99  # teacher EMA; 0.996 in the paper for long runs, lower for short ones
     final_momentum: float = 1.0
 
@@ -53,28 +57,40 @@ class DINOHead(nn.Module):
     """3-layer MLP with GELU, L2-normalised bottleneck, weight-normalised prototypes.
 
     ``[N, in_dim] -> [N, num_prototypes]``. The last layer is ``normalize(x) @ normalize(W)^T``:
-    the weight normalisation of the paper with its gain fixed to 1 (``norm_last_layer``), so the
-    logits are cosines in [-1, 1] and their scale comes from the temperatures.
+    the weight normalisation of the paper. With ``norm_last_layer`` its gain is fixed to 1, so the
+    logits are cosines in [-1, 1]; otherwise each prototype has a learnt gain (starting at 1).
+    ``batch_norm`` adds BatchNorm after the hidden layers (the paper's ``use_bn_in_head``).
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int, bottleneck_dim: int, num_prototypes: int) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        bottleneck_dim: int,
+        num_prototypes: int,
+        batch_norm: bool = False,
+        norm_last_layer: bool = True,
+    ) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim),
-            nn.GELU(),
-            nn.Linear(hidden_dim, hidden_dim),
-            nn.GELU(),
-            nn.Linear(hidden_dim, bottleneck_dim),
-        )
+        layers: list[nn.Module] = []
+        for dim_in, dim_out in [(in_dim, hidden_dim), (hidden_dim, hidden_dim)]:
+            layers.append(nn.Linear(dim_in, dim_out))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(dim_out))
+            layers.append(nn.GELU())
+        layers.append(nn.Linear(hidden_dim, bottleneck_dim))
+        self.mlp = nn.Sequential(*layers)
         for layer in self.mlp:
             if isinstance(layer, nn.Linear):  # the paper's initialisation
                 nn.init.trunc_normal_(layer.weight, std=0.02)
                 nn.init.zeros_(layer.bias)
         self.last_layer = nn.Linear(bottleneck_dim, num_prototypes, bias=False)
+        self.last_layer_gain = None if norm_last_layer else nn.Parameter(torch.ones(num_prototypes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.normalize(self.mlp(x), dim=-1)
-        return F.linear(x, F.normalize(self.last_layer.weight, dim=-1))
+        logits = F.linear(x, F.normalize(self.last_layer.weight, dim=-1))
+        return logits if self.last_layer_gain is None else logits * self.last_layer_gain
 
 
 def teacher_temperature(step: int, total_steps: int, config: DINOConfig) -> float:
@@ -86,6 +102,20 @@ def teacher_temperature(step: int, total_steps: int, config: DINOConfig) -> floa
     return start + (end - start) * step / warmup_steps
 
 
+@torch.no_grad()
+def clip_each_gradient(parameters, max_norm: float) -> None:
+    """Scale each parameter's gradient down to L2 norm ``max_norm`` if it is larger.
+
+    Per parameter, not over the global norm, as DINO's code does; without a host sync.
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    norms = torch._foreach_norm(grads)
+    scales = [torch.clamp(max_norm / (norm + 1e-6), max=1.0) for norm in norms]
+    torch._foreach_mul_(grads, scales)
+
+
 @register_method("dino")
 class DINO(Method):
     Config = DINOConfig
@@ -93,7 +123,10 @@ class DINO(Method):
 
     def __init__(self, encoder: Encoder, config: DINOConfig) -> None:
         super().__init__(encoder, config)
-        self.head = DINOHead(encoder.embed_dim, config.head_hidden_dim, config.bottleneck_dim, config.num_prototypes)
+        self.head = DINOHead(
+            encoder.embed_dim, config.head_hidden_dim, config.bottleneck_dim, config.num_prototypes,
+            config.head_batch_norm, config.norm_last_layer,
+        )
         self.teacher = EMATeacher(nn.Sequential(self.encoder, self.head))
         self.center = DINOCenter(config.num_prototypes, config.center_momentum)
         # Schedules as buffers: a resumed run continues them from the checkpoint.
@@ -115,10 +148,16 @@ class DINO(Method):
         teacher = list(self.center(teacher_logits, self.teacher_temp).chunk(2))
         loss = dino_loss(student, teacher, self.config.student_temperature)
         self.center.update(teacher_logits)  # after use: the centre of step t comes from steps < t
-        metrics = {"momentum": self.momentum, "teacher_temperature": self.teacher_temp}
+        # The paper's collapse diagnostic (fig. 7): log K when the teacher is uniform, 0 when one-hot.
+        probs = torch.cat(teacher)
+        teacher_entropy = -(probs * probs.clamp_min(1e-12).log()).sum(dim=-1).mean()
+        metrics = {"momentum": self.momentum, "teacher_temperature": self.teacher_temp, "teacher_entropy": teacher_entropy}
         return StepOutput(loss, metrics, h[:N].detach())
 
+    @torch.no_grad()
     def before_optimizer_step(self, step: int, total_steps: int) -> None:
+        if self.config.clip_grad > 0:
+            clip_each_gradient(self.parameters(), self.config.clip_grad)
         if step < self.config.freeze_last_layer * total_steps:
             # No gradient at all (not a zero one): the optimiser skips it, no decay, no momentum.
             self.head.last_layer.weight.grad = None
