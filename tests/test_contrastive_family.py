@@ -8,14 +8,12 @@ the implementations under test.
 from __future__ import annotations
 
 import math
-import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from gloo import ddp_average, run_on_ranks
 from selfsup.backbones import create_backbone
 from selfsup.losses.contrastive import (
     dcl_loss,
@@ -497,40 +495,26 @@ def _single_process_grads() -> dict[str, torch.Tensor]:
     return grads
 
 
-def _worker(rank: int, port: int, out: dict) -> None:
+def _worker(rank: int) -> dict:
     from selfsup.methods.supcon import gather_labels
 
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        part = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
-        labels = gather_labels(DIST_LABELS[part])
-        out[f"labels{rank}"] = labels
-        for name in _dist_losses([torch.zeros(2, 1)] * 3, torch.zeros(2, dtype=torch.long)):
-            weight, xs = _dist_data()
-            weight.requires_grad_(True)
-            zs = [gather_with_grad(x[part] @ weight.T) for x in xs]
-            _dist_losses(zs, labels)[name].backward()
-            grad = weight.grad.clone()
-            dist.all_reduce(grad)  # what DDP does: average the gradients over ranks
-            out[f"{name}{rank}"] = grad / WORLD
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    part = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
+    labels = gather_labels(DIST_LABELS[part])
+    out = {"labels": labels}
+    for name in _dist_losses([torch.zeros(2, 1)] * 3, torch.zeros(2, dtype=torch.long)):
+        weight, xs = _dist_data()
+        weight.requires_grad_(True)
+        zs = [gather_with_grad(x[part] @ weight.T) for x in xs]
+        _dist_losses(zs, labels)[name].backward()
+        out[name] = ddp_average(weight.grad)
+    return out
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_gathered_losses_and_labels_equal_single_process() -> None:
-    manager = mp.Manager()
-    out = manager.dict()
-    mp.spawn(_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
+    out = run_on_ranks(_worker, WORLD)
     for rank in range(WORLD):
-        assert torch.equal(out[f"labels{rank}"], DIST_LABELS)
+        assert torch.equal(out[rank]["labels"], DIST_LABELS)
     for name, expected in _single_process_grads().items():
         for rank in range(WORLD):
-            torch.testing.assert_close(out[f"{name}{rank}"], expected, rtol=1e-9, atol=1e-10)
+            torch.testing.assert_close(out[rank][name], expected, rtol=1e-9, atol=1e-10)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from gloo import ddp_average, run_on_ranks
 from selfsup.losses import barlow_twins_loss, info_nce, vicreg_loss
 from selfsup.train.distributed import gather_with_grad
 
@@ -36,38 +33,23 @@ def _single_process_grad(loss_name: str) -> torch.Tensor:
     return weight.grad
 
 
-def _worker(rank: int, port: int, loss_name: str, out: dict) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        weight, x1, x2 = _data()
-        weight.requires_grad_(True)
-        part = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
-        z1 = gather_with_grad(x1[part] @ weight.T)
-        z2 = gather_with_grad(x2[part] @ weight.T)
-        LOSSES[loss_name](z1, z2).backward()
-        grad = weight.grad.clone()
-        dist.all_reduce(grad)  # what DDP does: average the gradients over ranks
-        out[rank] = grad / WORLD
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _worker(rank: int, loss_name: str) -> torch.Tensor:
+    weight, x1, x2 = _data()
+    weight.requires_grad_(True)
+    part = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
+    z1 = gather_with_grad(x1[part] @ weight.T)
+    z2 = gather_with_grad(x2[part] @ weight.T)
+    LOSSES[loss_name](z1, z2).backward()
+    return ddp_average(weight.grad)
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
 def test_gathered_loss_gradients_equal_single_process(loss_name: str) -> None:
-    manager = mp.Manager()
-    out = manager.dict()
-    mp.spawn(_worker, args=(_free_port(), loss_name, out), nprocs=WORLD, join=True)
+    grads = run_on_ranks(_worker, WORLD, loss_name)
     expected = _single_process_grad(loss_name)
-    for rank in range(WORLD):
-        torch.testing.assert_close(out[rank], expected, rtol=1e-9, atol=1e-10)
+    for grad in grads:
+        torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-10)
 
 
 def test_gather_is_identity_without_process_group() -> None:

@@ -8,14 +8,12 @@ vectorisation trick with the implementations under test.
 from __future__ import annotations
 
 import math
-import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from gloo import ddp_average, run_on_ranks
 from selfsup.backbones import create_backbone
 from selfsup.losses.clustering import sinkhorn_knopp, swav_loss
 from selfsup.losses.infomax import barlow_twins_loss, mixup_cross_correlation_loss, whiten, wmse_loss
@@ -489,38 +487,23 @@ def _family_data():
     return weight, xs, perm
 
 
-def _family_worker(rank: int, port: int, out: dict) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        weight, xs, perm = _family_data()
-        part = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
-        grads = {}
-        for name in ("wmse", "mixup", "swav"):
-            w = weight.clone().requires_grad_(True)
-            z = [gather_with_grad(x[part] @ w.T) for x in xs]
-            _family_losses(z, perm, WORLD)[name].backward()
-            grad = w.grad.clone()
-            dist.all_reduce(grad)  # what DDP does: average over ranks
-            grads[name] = grad / WORLD
-        out[rank] = grads
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _family_worker(rank: int) -> dict:
+    weight, xs, perm = _family_data()
+    part = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
+    grads = {}
+    for name in ("wmse", "mixup", "swav"):
+        w = weight.clone().requires_grad_(True)
+        z = [gather_with_grad(x[part] @ w.T) for x in xs]
+        _family_losses(z, perm, WORLD)[name].backward()
+        grads[name] = ddp_average(w.grad)
+    return grads
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_family_losses_on_gathered_batches_match_one_process() -> None:
     """2 ranks x 6 samples give the gradients of 1 rank x 12: Sinkhorn, whitening and the
     cross-correlations all see the global batch, and the mixup shuffle is mapped across ranks."""
-    manager = mp.Manager()
-    out = manager.dict()
-    mp.spawn(_family_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
+    out = run_on_ranks(_family_worker, WORLD)
     weight, xs, perm = _family_data()
     for name in ("wmse", "mixup", "swav"):
         w = weight.clone().requires_grad_(True)

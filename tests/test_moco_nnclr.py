@@ -8,15 +8,13 @@ References are deliberately naive (explicit Python loops, float64).
 from __future__ import annotations
 
 import math
-import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from gloo import ddp_average, run_on_ranks
 from selfsup.backbones import create_backbone
 from selfsup.losses.moco import moco_loss, moco_v3_loss, nearest_neighbour, nnclr_loss
 from selfsup.methods import Encoder, create_method
@@ -345,36 +343,23 @@ def _loss(name: str, z1: torch.Tensor, z2: torch.Tensor, fixed: torch.Tensor, qu
     return nnclr_loss(gather_with_grad(fixed), gather_with_grad(z2), 0.1)
 
 
-def _worker(rank: int, port: int, out: dict) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        for name in LOSS_NAMES:  # one process group for all three: spawning is the slow part
-            weight, x1, x2, fixed, queue = _data()
-            weight.requires_grad_(True)
-            part = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
-            _loss(name, x1[part] @ weight.T, x2[part] @ weight.T, fixed[part], queue).backward()
-            grad = weight.grad.clone()
-            dist.all_reduce(grad)  # DDP averages gradients over ranks
-            out[(name, rank)] = grad / WORLD
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _worker(rank: int) -> dict:
+    out = {}
+    for name in LOSS_NAMES:  # one process group for all three: spawning is the slow part
+        weight, x1, x2, fixed, queue = _data()
+        weight.requires_grad_(True)
+        part = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
+        _loss(name, x1[part] @ weight.T, x2[part] @ weight.T, fixed[part], queue).backward()
+        out[name] = ddp_average(weight.grad)
+    return out
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_two_ranks_give_single_process_gradients() -> None:
-    manager = mp.Manager()
-    out = manager.dict()
-    mp.spawn(_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
+    out = run_on_ranks(_worker, WORLD)
     for name in LOSS_NAMES:
         weight, x1, x2, fixed, queue = _data()
         weight.requires_grad_(True)
         _loss(name, x1 @ weight.T, x2 @ weight.T, fixed, queue).backward()
         for rank in range(WORLD):
-            torch.testing.assert_close(out[(name, rank)], weight.grad, rtol=1e-9, atol=1e-10, msg=name)
+            torch.testing.assert_close(out[rank][name], weight.grad, rtol=1e-9, atol=1e-10, msg=name)

@@ -1,4 +1,4 @@
-"""The ``selfsup`` command line: pretrain, evaluate, embed, list."""
+"""The ``selfsup`` command line: pretrain, evaluate, embed, sweep, list."""
 
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
         help="pretrain an encoder (default: SimCLR on scikit-learn's digits)",
         description="Pretrain an encoder without labels, then evaluate it with kNN and a linear probe.",
     )
+    _add_run_options(p)
+    p.add_argument("-o", "--output", type=Path, help="run directory (default runs/<method>-<data>-<time>)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--no-eval", action="store_true", help="do not run the probes after training")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options that make a run's config (shared by pretrain and sweep)."""
     p.add_argument("--method", help="method name (see `selfsup list methods`); default simclr")
     p.add_argument("--data", help="built-in dataset name, a folder of images, or a .npy/.npz file; default digits")
     p.add_argument("--backbone", help="backbone name (see `selfsup list backbones`); default resnet_tiny")
@@ -26,15 +34,12 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accelerator", help="cpu, gpu or auto")
     p.add_argument("--devices", help="number of devices, or auto")
     p.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed or auto")
-    p.add_argument("-o", "--output", type=Path, help="run directory (default runs/<method>-<data>-<time>)")
     p.add_argument("-c", "--config", type=Path, help="YAML config file (a recipe)")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config field, e.g. --set method.temperature=0.2 (repeatable)",
     )
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--skip-bad-files", action="store_true", help="skip unreadable image files instead of stopping")
-    p.add_argument("--no-eval", action="store_true", help="do not run the probes after training")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -92,6 +97,26 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if "evaluation_table" in metrics:
         print(f"\nevaluation on {metrics['evaluation']['data']} ({metrics['evaluation']['note']}):")
         print(metrics["evaluation_table"])
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from selfsup.train.sweep import parse_grid, run_sweep, sweep_table
+
+    grid = parse_grid(args.grid)
+    config = _config_from_args(args)
+    probe = args.probe
+    if probe is None:
+        probe = "svm" if "svm" in config.eval.probes else "linear"
+    output = args.output or Path("runs") / f"sweep-{config.method.name}-{config.data.replace(':', '-').replace('/', '_')}"
+    result = run_sweep(config, grid, output, signal=args.signal, probe=None if probe == "none" else probe)
+    print()
+    print(sweep_table(result))
+    print(f"sweep directory: {output} (sweep.json, sweep.md, sweep.png, runs/)")
+    failed = [r for r in result.runs if r.status != "finished"]
+    if failed and len(failed) == len(result.runs):
+        print("error: every run of the sweep failed; see the status column", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -182,6 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PROTOCOLS),
         help="a published protocol: svm = TS2Vec's (RBF SVM, C by 5-fold CV on train); standard = knn,linear",
     )
+    p = sub.add_parser(
+        "sweep",
+        help="pretrain a grid of configurations and rank them by RankMe (and by a probe where labels exist)",
+        description="Label-free model selection: every grid point is pretrained, scored by a label-free signal "
+        "and, where the data has labels, by a probe; the Spearman correlation of the two rankings is reported. "
+        "Rerunning the same command resumes the sweep.",
+    )
+    _add_run_options(p)
+    p.add_argument(
+        "--grid", action="append", default=[], required=True, metavar="KEY=V1,V2",
+        help="a config key and its values, e.g. --grid train.lr=0.001,0.003 --grid method.temperature=0.1,0.2",
+    )
+    p.add_argument("--signal", choices=("rankme", "alpha_req"), default="rankme", help="label-free criterion (default rankme)")
+    p.add_argument("--probe", choices=("linear", "knn", "svm", "none"), help="labeled probe to compare with (default linear; svm for TS2Vec)")
+    p.add_argument("-o", "--output", type=Path, help="sweep directory (default runs/sweep-<method>-<data>)")
     p = sub.add_parser("embed", help="write a run's embeddings of DATA to a .npy file")
     p.add_argument("run_dir", type=Path)
     p.add_argument("data")
@@ -193,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "embed": cmd_embed, "list": cmd_list}
+COMMANDS = {"pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "embed": cmd_embed, "sweep": cmd_sweep, "list": cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
