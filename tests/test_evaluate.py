@@ -162,7 +162,8 @@ def test_knn_separable_blobs_near_perfect() -> None:
     assert res.chosen["k"] in (1, 5, 10, 20, 50, 100)
     # With 40 training samples (32 fitting), ks above the fitting set size are dropped:
     small = knn_evaluate(*_split(x, y, 40))
-    assert max(int(k) for k in small.details["val_accuracies"]) <= small.details["n_fit"]
+    # (keys "k=5,T=0.07": every pair of k and temperature tried)
+    assert max(int(key.split(",")[0][2:]) for key in small.details["val_accuracies"]) <= small.details["n_fit"]
 
 
 def test_knn_random_labels_near_chance() -> None:
@@ -338,7 +339,7 @@ def test_evaluate_features_runs_both_probes_and_serialises() -> None:
     results = evaluate_features(*_split(torch.from_numpy(x), torch.from_numpy(y), 90), probes=("knn", "linear"))
     assert list(results) == ["knn", "linear"]
     assert all(r.accuracy >= 0.99 for r in results.values())
-    assert set(results["knn"].chosen) == {"k"} and set(results["linear"].chosen) == {"C"}
+    assert set(results["knn"].chosen) == {"k", "temperature"} and set(results["linear"].chosen) == {"C"}
     as_json = json.loads(json.dumps({k: r.to_dict() for k, r in results.items()}))
     assert as_json["linear"]["name"] == "linear"
     assert as_json["knn"]["accuracy"] == pytest.approx(results["knn"].accuracy)

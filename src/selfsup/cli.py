@@ -1,4 +1,4 @@
-"""The ``selfsup`` command line: pretrain, evaluate, embed, sweep, list."""
+"""The ``selfsup`` command line: pretrain, evaluate, embed, sweep, report, list."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from selfsup.errors import SelfsupError
+from selfsup.errors import CollapseError, SelfsupError
 
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +41,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--skip-bad-files", action="store_true", help="skip unreadable image files instead of stopping")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--stop-on-collapse", action="store_true",
+        help="stop (checkpoint kept, exit code 4) when the collapse alarm trips (see docs/monitoring.md)",
+    )
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -70,6 +74,8 @@ def _config_from_args(args: argparse.Namespace):
         values["skip_bad_files"] = True
     if args.no_progress:
         values["train"]["progress_bar"] = False
+    if getattr(args, "stop_on_collapse", False):
+        values["train"]["stop_on_collapse"] = True
     for assignment in args.overrides:
         apply_override(values, assignment)
     # Defaults, then the method's own (e.g. TS2Vec's protocol), then what the user gave.
@@ -97,6 +103,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if "evaluation_table" in metrics:
         print(f"\nevaluation on {metrics['evaluation']['data']} ({metrics['evaluation']['note']}):")
         print(metrics["evaluation_table"])
+    collapse = metrics.get("collapse") or {}
+    if collapse.get("detected"):
+        where = f"{result.run_dir / 'metrics.json'} ('collapse')"
+        if str(metrics.get("status", "")).startswith("stopped"):
+            raise CollapseError(
+                f"the run was stopped at epoch {collapse['epoch']}: {collapse['message']} The checkpoint of that "
+                f"epoch is kept in {result.run_dir}; details in {where}; what to try: docs/monitoring.md."
+            )
+        print(f"\nwarning: {collapse['message']} (detected at epoch {collapse['epoch']}; see {where})", file=sys.stderr)
     return 0
 
 
@@ -126,12 +141,25 @@ PROTOCOLS = {"standard": ("knn", "linear"), "svm": ("svm",)}
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from selfsup.evaluate.run import evaluate_run
 
-    probes = tuple(p.strip() for p in args.probes.split(",")) if args.probes else None
+    # --probes knn linear, or --probes knn,linear (both spellings work)
+    probes = tuple(p.strip() for arg in args.probes for p in arg.split(",") if p.strip()) if args.probes else None
     if args.protocol is not None:
         probes = PROTOCOLS[args.protocol]
-    record = evaluate_run(args.run_dir, data_spec=args.data, probes=probes)
+    record = evaluate_run(
+        args.run_dir, data_spec=args.data, probes=probes, finetune=args.finetune, risk=args.risk
+    )
     print(f"evaluation of {args.run_dir} on {record['evaluation']['data']} ({record['evaluation']['note']}):")
     print(record["evaluation_table"])
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from selfsup.evaluate.report import FIGURES_DIR, write_report
+
+    if args.max_points < 10:
+        raise SelfsupError(f"--max-points must be at least 10; got {args.max_points}")
+    path = write_report(args.run_dir, data_spec=args.data, max_points=args.max_points)
+    print(f"wrote {path} (figures as PNG in {path.parent / FIGURES_DIR})")
     return 0
 
 
@@ -198,10 +226,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfsup", description="Self-supervised representation learning.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_pretrain(sub)
-    p = sub.add_parser("evaluate", help="kNN, linear or SVM probes of a run's encoder, beside the baselines")
+    p = sub.add_parser(
+        "evaluate",
+        help="probes, few-label, retrieval, fine-tuning and risk decomposition of a run's encoder, beside the baselines",
+        description="Every protocol is run on the pretrained encoder, a random-init encoder of the same architecture "
+        "and the raw inputs; hyperparameters are chosen on a split of the train set, test is used once. "
+        "See docs/evaluation.md.",
+    )
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data", help="evaluate on this data instead of the run's own")
-    p.add_argument("--probes", help="comma-separated: knn,linear,svm")
+    p.add_argument(
+        "--probes", nargs="+", metavar="PROBE",
+        help="protocols on frozen features: knn linear svm fewshot retrieval (default: the run's eval.probes)",
+    )
+    p.add_argument(
+        "--finetune", action="store_true",
+        help="also fine-tune a copy of the encoder end to end (and the random-init encoder as baseline)",
+    )
+    p.add_argument(
+        "--risk", action="store_true",
+        help="also decompose the linear probe's test error (Dubois et al. 2023); with --finetune the approximation "
+        "error is estimated too",
+    )
     p.add_argument(
         "--protocol",
         choices=sorted(PROTOCOLS),
@@ -228,12 +274,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--split", choices=("train", "test", "all"), default="all", help="which split (all: train then test)")
     p.add_argument("--skip-bad-files", action="store_true")
+    p = sub.add_parser(
+        "report",
+        help="write RUN_DIR/report.html: curves, monitors, spectrum, embedding map, evaluation",
+        description="Write a self-contained HTML report of a run (report.html) and its figures (report/*.png).",
+    )
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--data", help="embed this data for the spectrum and the map instead of the run's own")
+    p.add_argument("--max-points", type=int, default=2000, help="samples in the embedding map (default 2000)")
     p = sub.add_parser("list", help="list methods, backbones, datasets and views")
     p.add_argument("what", nargs="?", choices=("methods", "backbones", "datasets", "views"))
     return parser
 
 
-COMMANDS = {"pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "embed": cmd_embed, "sweep": cmd_sweep, "list": cmd_list}
+COMMANDS = {
+    "pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "embed": cmd_embed, "sweep": cmd_sweep, "report": cmd_report,
+    "list": cmd_list,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,8 +49,15 @@ class TrainConfig:
     devices: Any = "auto"
     precision: str = "auto"  # "auto": bf16-mixed on GPUs that support it, else 32-true
     checkpoint_every_n_epochs: int = 1
-    monitor_every_n_epochs: int = 5  # RankMe / embedding std on a fixed subset of the train set
-    monitor_samples: int = 1024
+    # Label-free monitors (RankMe, alpha-ReQ, alignment/uniformity, std; online kNN/linear when the
+    # data has labels) on a fixed subset of the train set; see docs/monitoring.md.
+    monitor_every_n_epochs: int = 5
+    monitor_samples: int = 512
+    # Collapse alarm: complete collapse when the normalised embeddings' std * sqrt(D) falls below
+    # collapse_std_threshold; dimensional when RankMe < collapse_rank_fraction * min(N, D) (0: off).
+    collapse_std_threshold: float = 0.05
+    collapse_rank_fraction: float = 0.01
+    stop_on_collapse: bool = False  # end the run (checkpoint kept, CLI exit code 4) at a collapse
     progress_bar: bool = True
 
 

@@ -26,3 +26,9 @@ class NonFiniteLossError(SelfsupError):
     """Training produced a NaN or infinite loss; raised after the last good checkpoint is kept."""
 
     exit_code = 3
+
+
+class CollapseError(SelfsupError):
+    """The collapse alarm stopped a run (``train.stop_on_collapse``); the checkpoint is kept."""
+
+    exit_code = 4

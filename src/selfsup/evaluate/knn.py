@@ -28,6 +28,8 @@ from selfsup.evaluate.results import (
 
 # Elements of one [chunk, N_train] similarity block; 2**24 float32 = 64 MiB.
 _BLOCK_ELEMENTS = 2**24
+# Vote temperatures searched by knn_evaluate; 0.07 (Wu et al., DINO) first, so it wins ties.
+KNN_TEMPERATURES: tuple[float, ...] = (0.07, 0.02, 0.05, 0.1, 0.2, 0.5)
 
 
 def _check_knn_params(ks: Sequence[int], temperature: float) -> None:
@@ -126,20 +128,21 @@ def knn_evaluate(
     test_x: ArrayLike,
     test_y: ArrayLike,
     ks: Sequence[int] = (1, 5, 10, 20, 50, 100),
-    temperature: float = 0.07,
+    temperature: float | Sequence[float] = KNN_TEMPERATURES,
     val_fraction: float = 0.2,
     seed: int = 0,
     *,
     device: str | torch.device | None = None,
 ) -> ProbeResult:
-    """Weighted kNN accuracy of frozen features, with k chosen on a held-out part of train.
+    """Weighted kNN accuracy of frozen features, with k and temperature chosen on a held-out part of train.
 
     The protocol of Wu et al. 2018 (arXiv 1805.01978) and DINO (Caron et al. 2021, arXiv
     2104.14294): cosine similarity of L2-normalised features, the top-k neighbours each vote
     ``exp(sim / temperature)`` for their class. A stratified ``val_fraction`` of the TRAIN set is
-    held out (seeded by ``seed``); every k in ``ks`` not larger than the remaining fitting samples
-    is scored on it (if none fits, k = the number of fitting samples is used); the best k (the
-    smallest on ties) is then used with the whole train set as neighbours, and scored once on test.
+    held out (seeded by ``seed``); every pair (k, temperature) with k in ``ks`` not larger than the
+    remaining fitting samples (if none fits, k = the number of fitting samples is used) is scored
+    on it; the best pair (ties: the smaller k, then the temperature listed first) is then used with
+    the whole train set as neighbours, and scored once on test.
 
     Args:
         train_x: ``[N_train, D]`` float features (numpy or torch).
@@ -147,14 +150,16 @@ def knn_evaluate(
         test_x: ``[N_test, D]`` float features.
         test_y: ``[N_test]`` integer labels; used only for the final accuracy.
         ks: candidate numbers of neighbours.
-        temperature: vote temperature (0.07 in Wu et al. and DINO).
-        val_fraction: fraction of each train class held out to choose k.
+        temperature: candidate vote temperatures (default :data:`KNN_TEMPERATURES`, 0.07 -- the
+            value of Wu et al. and DINO -- first); a single number fixes it.
+        val_fraction: fraction of each train class held out to choose k and the temperature.
         seed: seed of the held-out split.
         device: where to compute (default: ``train_x``'s device if it is a tensor, else CPU).
 
     Returns:
-        :class:`ProbeResult` named ``"knn"`` with ``chosen={"k": k}``; ``details`` holds the
-        validation accuracy of every k tried, the temperature and the split sizes.
+        :class:`ProbeResult` named ``"knn"`` with ``chosen={"k": k, "temperature": t}``;
+        ``details`` holds the validation accuracy of every pair tried (keys ``"k=5,T=0.07"``) and
+        the split sizes.
 
     Raises:
         DataError: for mismatched lengths or widths, NaN/inf features, non-integer labels.
@@ -166,7 +171,11 @@ def knn_evaluate(
     ks = sorted({int(k) for k in ks})
     if not ks:
         raise ConfigError("ks is empty; give at least one number of neighbours")
-    _check_knn_params(ks, temperature)
+    temperatures = [float(temperature)] if np.ndim(temperature) == 0 else list(dict.fromkeys(map(float, temperature)))
+    if not temperatures:
+        raise ConfigError("temperature is an empty list; give at least one vote temperature, e.g. 0.07")
+    for t in temperatures:
+        _check_knn_params(ks, t)
     device = torch.device(device) if device is not None else tx.device
     tx, vx = tx.to(device), vx.to(device)
 
@@ -177,23 +186,27 @@ def knn_evaluate(
     fit_idx, val_idx = stratified_split(ty, val_fraction, seed)
     candidates = [k for k in ks if k <= fit_idx.size] or [int(fit_idx.size)]
     fit_sel, val_sel = torch.from_numpy(fit_idx).to(device), torch.from_numpy(val_idx).to(device)
-    val_preds = _knn_predict_many(
-        tx[fit_sel], y_index_t[torch.from_numpy(fit_idx)], tx[val_sel], candidates, temperature, num_classes
-    )
     val_true = torch.from_numpy(y_index[val_idx].astype(np.int64))
-    val_acc = {k: float((val_preds[k] == val_true).double().mean()) for k in candidates}
-    best_k = pick_best(val_acc)
+    val_acc: dict[tuple[int, float], float] = {}
+    by_temperature = {
+        t: _knn_predict_many(tx[fit_sel], y_index_t[torch.from_numpy(fit_idx)], tx[val_sel], candidates, t, num_classes)
+        for t in temperatures
+    }
+    for k in candidates:  # insertion order = tie-break order: smaller k, then the first temperature
+        for t in temperatures:
+            val_acc[(k, t)] = float((by_temperature[t][k] == val_true).double().mean())
+    best_k, best_t = pick_best(val_acc)
 
-    test_pred = _knn_predict_many(tx, y_index_t, vx, [best_k], temperature, num_classes)[best_k]
+    test_pred = _knn_predict_many(tx, y_index_t, vx, [best_k], best_t, num_classes)[best_k]
     accuracy = float(np.mean(classes[test_pred.numpy()] == vy))
     return ProbeResult(
         accuracy=accuracy,
-        chosen={"k": best_k},
-        val_accuracy=val_acc[best_k],
+        chosen={"k": best_k, "temperature": best_t},
+        val_accuracy=val_acc[(best_k, best_t)],
         name="knn",
         details={
-            "val_accuracies": {str(k): a for k, a in val_acc.items()},
-            "temperature": float(temperature),
+            "val_accuracies": {f"k={k},T={t:g}": a for (k, t), a in val_acc.items()},
+            "temperatures": temperatures,
             "n_fit": int(fit_idx.size),
             "n_val": int(val_idx.size),
             "n_train": int(ty.size),

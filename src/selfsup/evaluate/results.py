@@ -10,6 +10,7 @@ hyperparameter or probe name), naming the offending argument.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,9 +34,13 @@ class ProbeResult:
         accuracy: top-1 accuracy on the test set, in ``[0, 1]``, of the probe refit on all of train.
         chosen: the hyperparameters picked on the held-out part of train, e.g. ``{"k": 20}`` or ``{"C": 0.1}``.
         val_accuracy: accuracy of the chosen hyperparameters on the held-out part of train.
-        name: the probe, ``"knn"`` or ``"linear"``.
+        name: the probe, e.g. ``"knn"``, ``"linear"``, ``"fewshot"``, ``"retrieval"``.
         details: extra diagnostics (validation accuracy of every candidate, split sizes, and for the
             linear probe whether the solver converged).
+        columns: the summary-table cells of a probe that reports several numbers, or a number that
+            is not an accuracy: ``{column: value}`` where a value is a float in ``[0, 1]`` or
+            ``{"mean": m, "std": s, ...}`` over random draws (few-label settings, shown ``m±s``).
+            Empty: one column named after the probe holding ``accuracy``.
     """
 
     accuracy: float
@@ -43,10 +48,15 @@ class ProbeResult:
     val_accuracy: float
     name: str
     details: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy (numpy scalars become Python numbers)."""
         return to_plain(self)
+
+    def table_cells(self) -> dict[str, Any]:
+        """``{column: value}`` for :func:`format_table` and ``metrics.json``."""
+        return dict(self.columns) if self.columns else {self.name: self.accuracy}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,7 +199,24 @@ def probe_runners() -> dict[str, Any]:
         pass
     else:
         runners["svm"] = svm_protocol
+    from selfsup.evaluate.fewshot import fewshot_probe
+    from selfsup.evaluate.retrieval import retrieval_map_at_r
+
+    # A shot count larger than a small class is left out (and listed) rather than stopping a run's evaluation.
+    runners["fewshot"] = functools.partial(fewshot_probe, skip_infeasible_shots=True)
+    runners["retrieval"] = retrieval_map_at_r
     return runners
+
+
+def check_probe_names(probes: tuple[str, ...] | list[str]) -> None:
+    """Raise :class:`ConfigError` naming any probe that :func:`probe_runners` does not know."""
+    runners = probe_runners()
+    unknown = [p for p in probes if p not in runners]
+    if unknown:
+        raise ConfigError(
+            f"unknown probe(s) {', '.join(map(repr, unknown))}; choose from {', '.join(runners)} "
+            "(fine-tuning and the risk decomposition are options: --finetune, --risk)"
+        )
 
 
 def evaluate_features(
@@ -208,8 +235,10 @@ def evaluate_features(
         test_x: ``[N_test, D]`` float features.
         test_y: ``[N_test]`` integer labels; used only for the final score.
         probes: any of ``"knn"`` (:func:`selfsup.evaluate.knn_evaluate`), ``"linear"``
-            (:func:`selfsup.evaluate.linear_probe`) and ``"svm"`` (TS2Vec's SVM protocol,
-            :func:`selfsup.evaluate.svm.svm_protocol`).
+            (:func:`selfsup.evaluate.linear_probe`), ``"svm"`` (TS2Vec's SVM protocol,
+            :func:`selfsup.evaluate.svm.svm_protocol`), ``"fewshot"`` (the linear probe on 1%,
+            10% and k-shot label subsets, :func:`selfsup.evaluate.fewshot.fewshot_probe`) and
+            ``"retrieval"`` (mAP@R, :func:`selfsup.evaluate.retrieval.retrieval_map_at_r`).
         seed: seed of the held-out validation split of train.
 
     Returns:
@@ -222,9 +251,7 @@ def evaluate_features(
     runners = probe_runners()
     if isinstance(probes, str):
         probes = (probes,)
-    unknown = [p for p in probes if p not in runners]
-    if unknown:
-        raise ConfigError(f"unknown probe(s) {', '.join(map(repr, unknown))}; choose from {', '.join(runners)}")
+    check_probe_names(probes)
     # Check and convert once; the probes re-check cheaply.
     tx, ty = features_tensor(train_x, "train_x"), labels_numpy(train_y, "train_y")
     vx, vy = features_tensor(test_x, "test_x"), labels_numpy(test_y, "test_y")
@@ -235,6 +262,9 @@ def evaluate_features(
 def _format_cell(column: str, value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, dict) and "mean" in value:  # over random draws: "mean±std%"
+        mean, std = float(value["mean"]), float(value.get("std", math.nan))
+        return f"{_percent(mean)}±{_percent(std)}%"
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -243,15 +273,23 @@ def _format_cell(column: str, value: Any) -> str:
         return "nan"
     if column.lower().startswith("rankme"):
         return f"{number:.1f}"
-    return f"{100.0 * number:.1f}%"
+    return f"{_percent(number)}%"
+
+
+def _percent(number: float) -> str:
+    """``0.953`` -> ``"95.3"``; a value that rounds to zero prints ``0.0``, never ``-0.0``."""
+    text = f"{100.0 * number:.1f}"
+    return "0.0" if text == "-0.0" else text
 
 
 def format_table(rows: dict[str, dict[str, float]]) -> str:
     """Render ``{row name: {column: value}}`` as an aligned plain-text table.
 
     Columns appear in order of first appearance across rows. Values in a column whose name starts
-    with ``"rankme"`` are shown with one decimal; every other value is an accuracy in ``[0, 1]``
-    shown as a percentage with one decimal (``0.953`` -> ``95.3%``). Missing cells show ``-``.
+    with ``"rankme"`` are shown with one decimal; every other value is an accuracy (or error,
+    or mAP@R) in ``[0, 1]`` shown as a percentage with one decimal (``0.953`` -> ``95.3%``); a
+    ``{"mean": m, "std": s}`` cell (several random draws) is shown as ``95.3±0.4%``. Missing cells
+    show ``-``.
 
     Example::
 

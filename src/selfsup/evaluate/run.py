@@ -16,7 +16,7 @@ from selfsup.config import RunConfig
 from selfsup.data import ArrayDataset, DatasetSplits, load_dataset
 from selfsup.errors import DataError
 from selfsup.evaluate.rankme import rankme, singular_values
-from selfsup.evaluate.results import evaluate_features, format_table, stratified_split
+from selfsup.evaluate.results import check_probe_names, evaluate_features, format_table, stratified_split
 from selfsup.methods.base import Method
 
 
@@ -45,6 +45,77 @@ def random_init_method(config: RunConfig, like: Method) -> Method:
     return build_method(config, encoder.input_shape, encoder.mean, encoder.std).eval()
 
 
+def _evaluation_tables(results: dict[str, dict[str, Any]]) -> str:
+    """The summary table; few-label and risk columns, when present, get their own tables so lines stay short."""
+    from selfsup.evaluate.risk import COLUMNS as RISK_COLUMNS
+
+    columns = list(dict.fromkeys(c for row in results.values() for c in row))
+    few_label = [c for c in columns if any(isinstance(row.get(c), dict) for row in results.values())]
+    risk = [c for c in columns if c in RISK_COLUMNS.values()]
+    main = [c for c in columns if c not in few_label and c not in risk]
+    tables = []
+    for title, group in (
+        ("", main),
+        ("few labels (linear probe; mean±std over random draws of the labelled subset)", few_label),
+        ("risk decomposition of the linear probe's test error (Dubois et al. 2023)", risk),
+    ):
+        if group:
+            table = format_table({name: {c: row[c] for c in group if c in row} for name, row in results.items()})
+            tables.append(f"{title}:\n{table}" if title else table)
+    return "\n\n".join(tables)
+
+
+def _add_finetune_and_risk(
+    encoders: dict[str, torch.nn.Module],
+    train: ArrayDataset,
+    test: ArrayDataset,
+    features: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    results: dict[str, dict[str, Any]],
+    chosen: dict[str, dict[str, Any]],
+    details: dict[str, dict[str, Any]],
+    seed: int,
+    finetune: bool,
+    risk: bool,
+    pretrained_on_train: bool,
+) -> str:
+    """Fine-tune each encoder (not the raw input: a linear model on it is the linear probe) and/or
+    decompose each row's linear-probe risk; fills the tables in place and returns a note."""
+    from selfsup.evaluate.finetune import finetune_evaluate as finetune_encoder
+    from selfsup.evaluate.risk import risk_decomposition
+
+    note = ""
+    approximation = None
+    if finetune:
+        for name, encoder in encoders.items():
+            r = finetune_encoder(encoder, train.x, train.y, test.x, test.y, seed=seed)
+            results[name]["finetune"] = r.accuracy
+            chosen[name]["finetune"] = r.chosen
+            details[name]["finetune"] = r.details
+        # The supervised model of the encoder's architecture, trained from scratch: its training
+        # error is Dubois et al.'s estimate of the approximation error.
+        approximation = 1.0 - details["random-init"]["finetune"]["train_accuracy"]
+        note += "; fine-tuning: lr chosen on a split of train (no raw-input fine-tuning: that is the linear probe)"
+    if risk:
+        for name, (train_z, test_z) in features.items():
+            r = risk_decomposition(
+                train_z, train.y, test_z, test.y, approximation_error=None if name == "raw input" else approximation, seed=seed
+            )
+            results[name].update(r.columns)
+            chosen[name]["risk"] = r.chosen
+            details[name]["risk"] = r.details
+        note += "; risk terms are errors of the linear probe " + (
+            "(approximation: the random-init fine-tune's training error)"
+            if approximation is not None
+            else "(approximation not estimated, included in usability; add --finetune to estimate it)"
+        )
+        if not pretrained_on_train:
+            note += (
+                "; caution: the encoder was not pretrained on exactly this train split, so encoder "
+                "generalisation is not what Dubois et al. define"
+            )
+    return note
+
+
 def evaluate_run(
     run_dir: str | Path,
     data_spec: str | None = None,
@@ -52,14 +123,23 @@ def evaluate_run(
     method: Method | None = None,
     config: RunConfig | None = None,
     data: DatasetSplits | None = None,
+    finetune: bool = False,
+    risk: bool = False,
 ) -> dict[str, Any]:
     """Probe the run's encoder and both baselines; store the results in ``metrics.json``.
 
     Args:
         run_dir: the run directory.
         data_spec: evaluate on this data instead of the run's own (same sample shape).
-        probes: which probes (default: the run's ``eval.probes``).
+        probes: which probes on frozen features (default: the run's ``eval.probes``); any name of
+            :func:`selfsup.evaluate.results.probe_runners`: knn, linear, svm, fewshot, retrieval.
         method, config, data: already in memory (right after training), to skip reloading.
+        finetune: also fine-tune a copy of the encoder end to end with the labels
+            (:func:`selfsup.evaluate.finetune.finetune_evaluate`), and of the random-init encoder as its
+            baseline (supervised training from scratch); the run's encoder is not modified.
+        risk: also report the risk decomposition of Dubois et al. 2023
+            (:func:`selfsup.evaluate.risk.risk_decomposition`) for every row; its approximation
+            term is the random-init fine-tune's training error when ``finetune`` is on, else 0.
 
     Returns:
         the whole metrics record, with ``evaluation`` filled in.
@@ -69,6 +149,8 @@ def evaluate_run(
     from selfsup.train.runner import load_run, write_metrics
 
     run_dir = Path(run_dir)
+    if probes:
+        check_probe_names(probes)  # a typo fails before anything is loaded
     if method is None or config is None:
         config, method, _ = load_run(run_dir)
     if data is None or data_spec is not None:
@@ -80,6 +162,7 @@ def evaluate_run(
             f"{tuple(data.train.sample_shape)}; evaluate on data of the same shape"
         )
     probes = tuple(probes or config.eval.probes)
+    check_probe_names(probes)  # the run's own eval.probes too, before any embedding
 
     train, test = data.train, data.test
     device = next(method.parameters()).device
@@ -87,6 +170,7 @@ def evaluate_run(
     encoders = {"pretrained": method.encoder, "random-init": random_method.encoder}
     results: dict[str, dict[str, float]] = {}
     chosen: dict[str, dict[str, Any]] = {}
+    details: dict[str, dict[str, Any]] = {}  # diagnostics of fewshot, retrieval, finetune, risk
     spectra: dict[str, np.ndarray] = {}
 
     if train.y is None:
@@ -111,16 +195,30 @@ def evaluate_run(
         features["raw input"] = (_raw_features(train.x, method), _raw_features(test.x, method))
         for name, (train_z, test_z) in features.items():
             probe_results = evaluate_features(train_z, train.y, test_z, test.y, probes=probes, seed=config.train.seed)
-            results[name] = {probe: r.accuracy for probe, r in probe_results.items()}
+            results[name] = {col: v for r in probe_results.values() for col, v in r.table_cells().items()}
             chosen[name] = {probe: r.chosen for probe, r in probe_results.items()}
+            details[name] = {p: r.details for p, r in probe_results.items() if p in ("fewshot", "retrieval")}
             if name != "raw input":
                 results[name]["rankme"] = rankme(train_z)
                 spectra[name] = singular_values(train_z)
+        if finetune or risk:
+            note += _add_finetune_and_risk(
+                encoders, train, test, features, results, chosen, details, config.train.seed, finetune, risk,
+                pretrained_on_train=data_spec in (None, config.data) and data.test is not None,
+            )
 
     record = write_metrics(
         run_dir,
-        {"evaluation": {"data": data.train.name, "results": results, "chosen": chosen, "note": note}},
+        {
+            "evaluation": {
+                "data": data.train.name,
+                "results": results,
+                "chosen": chosen,
+                "note": note,
+                **({"details": details} if any(details.values()) else {}),
+            }
+        },
     )
     write_training_plot(run_dir, record, spectra=spectra)
-    record["evaluation_table"] = format_table(results)
+    record["evaluation_table"] = _evaluation_tables(results)
     return record

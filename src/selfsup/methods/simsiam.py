@@ -29,6 +29,9 @@ class SimSiamConfig:
     proj_hidden_dim: int = 512  # 2048 in the paper (ResNet-50 on ImageNet)
     proj_dim: int = 512  # 2048 in the paper; the projector's output is batch-normalised
     pred_hidden_dim: int = 128  # the bottleneck: proj_dim / 4, as in the paper (512 for 2048)
+    # False reproduces the paper's ablation (sec. 4.1, fig. 2): without the stop-gradient the
+    # representation collapses to a constant within a few epochs. For experiments and tests only.
+    stop_gradient: bool = True
 
 
 @register_method("simsiam")
@@ -51,8 +54,9 @@ class SimSiam(Method):
         h = self.encoder(torch.cat([x1, x2]))  # [2N, D]
         z = self.projector(h)  # [2N, P]
         p = self.predictor(z)  # [2N, P]
-        z1, z2 = z[:N].detach(), z[N:].detach()  # stop-gradient on the targets (eq. 3)
+        target = z.detach() if self.config.stop_gradient else z  # stop-gradient on the targets (eq. 3)
+        z1, z2 = target[:N], target[N:]
         loss = negative_cosine(p[:N], z2) / 2 + negative_cosine(p[N:], z1) / 2
         # The per-dimension std of the normalised projection: about 1/sqrt(P) when healthy, 0 at collapse.
-        z_std = torch.nn.functional.normalize(z1, dim=1).std(dim=0).mean()
+        z_std = torch.nn.functional.normalize(z1.detach(), dim=1).std(dim=0).mean()
         return StepOutput(loss, {"z_std": z_std}, h[:N].detach())

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
+from selfsup.errors import ConfigError
 from selfsup.evaluate.rankme import rankme
 
 
@@ -38,7 +39,8 @@ class AtomicCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        if epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs:
+        # A callback that stops the run (e.g. the collapse alarm) gets its checkpoint too.
+        if epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs or trainer.should_stop:
             self.save(trainer)
 
 
@@ -78,15 +80,46 @@ class History(L.Callback):
 class EmbeddingMonitor(L.Callback):
     """Label-free signals on a fixed subset of the training data, every few epochs.
 
-    Logs RankMe (Garrido et al. 2023, arXiv 2210.02885), the effective rank of the frozen
-    encoder's embeddings (a collapsed encoder scores near 1), and the mean per-dimension std of the
-    L2-normalised embeddings (near 0 under complete collapse; Chen & He 2021, arXiv 2011.10566).
+    At each monitored epoch (every ``every_n_epochs`` and the last), the frozen encoder (eval mode,
+    no gradients) embeds ``samples`` and two views of them, and a record goes to ``records``
+    (then to ``metrics.json``), to the Lightning loggers and, for RankMe and the online kNN
+    accuracy, to the progress bar:
+
+    - ``rankme``: the effective rank (Garrido et al. 2023, arXiv 2210.02885); near 1 when collapsed.
+    - ``alpha_req``: the covariance eigenspectrum's power-law decay (Agrawal et al. 2022,
+      NeurIPS 2022); ``nan`` when the spectrum is degenerate.
+    - ``alignment`` of two views and ``uniformity`` of the embeddings (Wang & Isola 2020, arXiv
+      2005.10242), on L2-normalised embeddings.
+    - ``embedding_std`` / ``embedding_std_min``: mean and min per-dimension std of the
+      L2-normalised embeddings (0 under complete collapse; Chen & He 2021, arXiv 2011.10566).
+    - with ``labels``: ``knn_acc`` and ``linear_acc`` of :func:`~selfsup.evaluate.quality.online_probes`
+      on the detached embeddings (fit on half the subset, scored on the other half).
+
+    The views are made by the module's own view generator (``pl_module.views``) with a generator
+    of the monitor's own, re-seeded with ``seed`` at every monitored epoch: the same views each
+    time, and the training's random stream is not touched. Nothing here runs inside the training
+    step, so the step has no extra host sync, and nothing here trains: the encoder's parameters
+    and gradients are left as they were.
     """
 
-    def __init__(self, samples: torch.Tensor, every_n_epochs: int = 5, batch_size: int = 512) -> None:
+    def __init__(
+        self,
+        samples: torch.Tensor,
+        every_n_epochs: int = 5,
+        batch_size: int = 512,
+        labels: torch.Tensor | None = None,
+        seed: int = 0,
+    ) -> None:
+        if len(samples) < 2:
+            raise ConfigError(
+                f"the embedding monitor needs at least 2 samples (it measures spread), got {len(samples)}; "
+                "raise train.monitor_samples"
+            )
         self.samples = samples
         self.every_n_epochs = max(1, every_n_epochs)
         self.batch_size = batch_size
+        self.seed = seed
+        self.labels = labels if labels is not None and _probe_ready(labels) else None
         self.records: list[dict[str, float]] = []  # one per monitored epoch, kept in checkpoints
 
     def state_dict(self) -> dict[str, Any]:
@@ -95,21 +128,59 @@ class EmbeddingMonitor(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.records = list(state_dict.get("records", []))
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def is_monitored(self, trainer: L.Trainer) -> bool:
         epoch = trainer.current_epoch + 1
-        if epoch % self.every_n_epochs and epoch != trainer.max_epochs:
+        return epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.is_monitored(trainer):
             return
-        embeddings = embed_in_batches(pl_module.method.encoder, self.samples, self.batch_size, pl_module.device)
-        normalized = torch.nn.functional.normalize(embeddings.float(), dim=1)
-        record = {
-            "epoch": epoch,
-            "step": trainer.global_step,
-            "rankme": rankme(embeddings),
-            "embedding_std": float(normalized.std(dim=0).mean()),
-        }
+        record = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step, **self.measure(pl_module)}
         self.records.append(record)
-        pl_module.log("rankme", record["rankme"], prog_bar=True)
-        pl_module.log("embedding_std", record["embedding_std"])
+        for name, value in record.items():
+            if name not in ("epoch", "step", "embed_dim", "num_samples"):
+                pl_module.log(name, value, prog_bar=name in ("rankme", "knn_acc"))
+
+    @torch.no_grad()
+    def measure(self, pl_module: L.LightningModule) -> dict[str, float]:
+        """Every signal of one monitored epoch, from the module's encoder and view generator."""
+        from selfsup.evaluate.quality import alignment, alpha_req, normalized_std, online_probes, uniformity
+
+        encoder, device = pl_module.method.encoder, pl_module.device
+        embeddings = embed_in_batches(encoder, self.samples, self.batch_size, device)
+        view1, view2 = self._view_embeddings(pl_module)
+        std = normalized_std(embeddings)
+        out = {
+            "rankme": rankme(embeddings),
+            "alpha_req": alpha_req(embeddings),
+            "alignment": alignment(view1, view2),
+            "uniformity": uniformity(embeddings),
+            "embedding_std": std.mean,
+            "embedding_std_min": std.min,
+            "embed_dim": embeddings.shape[1],
+            "num_samples": embeddings.shape[0],
+        }
+        if self.labels is not None:
+            out.update(online_probes(embeddings, self.labels, seed=self.seed))
+        return out
+
+    def _view_embeddings(self, pl_module: L.LightningModule) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings ``[N, D]`` of two views of every monitored sample, from a fixed seed."""
+        encoder, device = pl_module.method.encoder, pl_module.device
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        firsts, seconds = [], []
+        for i in range(0, len(self.samples), self.batch_size):
+            views = pl_module.views(self.samples[i : i + self.batch_size].to(device), generator, 2, 0)
+            first, second = views.global_views[:2]
+            firsts.append(embed_in_batches(encoder, first, self.batch_size, device))
+            seconds.append(embed_in_batches(encoder, second, self.batch_size, device))
+        return torch.cat(firsts), torch.cat(seconds)
+
+
+def _probe_ready(labels: torch.Tensor) -> bool:
+    """Whether the online probes can split ``labels``: two classes or more, one with two samples."""
+    _, counts = torch.unique(labels, return_counts=True)
+    return counts.numel() >= 2 and int(counts.max()) >= 2
 
 
 @torch.no_grad()

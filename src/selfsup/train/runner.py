@@ -32,6 +32,7 @@ from selfsup.errors import ConfigError, DataError, NonFiniteLossError, SelfsupEr
 from selfsup.methods import METHODS, create_method
 from selfsup.methods.base import Encoder, Method
 from selfsup.train.callbacks import AtomicCheckpoint, EmbeddingMonitor, History
+from selfsup.train.monitors import CollapseAlarm, check_thresholds
 from selfsup.train.module import PretrainModule
 from selfsup.views import VIEWS, create_views
 
@@ -106,6 +107,16 @@ def _precision(requested: str) -> str:
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
     return "32-true"
+
+
+def _loggers(run_dir: Path) -> list[Any]:
+    """A CSV log always; a TensorBoard log too when ``tensorboard`` is installed (not a dependency)."""
+    import importlib.util
+
+    loggers: list[Any] = [L.pytorch.loggers.CSVLogger(str(run_dir), name="logs", version="")]
+    if importlib.util.find_spec("tensorboard") is not None:
+        loggers.append(L.pytorch.loggers.TensorBoardLogger(str(run_dir), name="logs", version="tensorboard"))
+    return loggers
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -233,6 +244,7 @@ def pretrain(
         )
     if cfg.epochs < 1:
         raise ConfigError(f"epochs must be at least 1; got {cfg.epochs}")
+    check_thresholds(cfg.collapse_rank_fraction, cfg.collapse_std_threshold)  # before the run dir is written
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -264,11 +276,15 @@ def pretrain(
     generator = torch.Generator().manual_seed(cfg.seed)
     monitor_idx = torch.randperm(len(train), generator=generator)[: cfg.monitor_samples]
     history = History()
-    monitor = EmbeddingMonitor(train.x[monitor_idx], cfg.monitor_every_n_epochs)
+    # Labels, when the data has them, feed only the monitor's online probes (evaluation, not training).
+    monitor_labels = train.y[monitor_idx] if train.y is not None else None
+    monitor = EmbeddingMonitor(train.x[monitor_idx], cfg.monitor_every_n_epochs, labels=monitor_labels, seed=cfg.seed)
+    alarm = CollapseAlarm(monitor, cfg.collapse_rank_fraction, cfg.collapse_std_threshold, stop=cfg.stop_on_collapse)
     checkpoint = AtomicCheckpoint(run_dir / "checkpoints", cfg.checkpoint_every_n_epochs)
     all_callbacks: list[L.Callback] = [
         checkpoint,
         monitor,
+        alarm,  # after the monitor: it reads the record the monitor writes at the same epoch end
         history,
         *(callbacks or []),
     ]
@@ -282,7 +298,7 @@ def pretrain(
         devices=cfg.devices,
         precision=_precision(cfg.precision),
         callbacks=all_callbacks,
-        logger=L.pytorch.loggers.CSVLogger(str(run_dir), name="logs", version=""),
+        logger=_loggers(run_dir),
         enable_checkpointing=True,  # AtomicCheckpoint is the only checkpoint callback
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
@@ -302,7 +318,8 @@ def pretrain(
             if checkpoint.last_path.exists()
             else "no checkpoint had been written yet"
         )
-        write_metrics(run_dir, {"status": f"failed: {error}", "history": history.steps, "monitors": monitor.records})
+        failed = {"status": f"failed: {error}", "history": history.steps, "monitors": monitor.records}
+        write_metrics(run_dir, {**failed, "collapse": alarm.report()})
         raise NonFiniteLossError(
             f"{error}; {kept}. Try a lower --lr, a larger batch, or --precision 32-true."
         ) from None
@@ -310,10 +327,12 @@ def pretrain(
     if trainer.interrupted:
         raise KeyboardInterrupt
 
+    collapse = alarm.report()
+    stopped = alarm.stopped_run
     metrics = write_metrics(
         run_dir,
         {
-            "status": "finished",
+            "status": f"stopped: collapse detected at epoch {collapse['epoch']}" if stopped else "finished",
             "method": config.method.name,
             "data": config.data,
             "steps": trainer.global_step,
@@ -321,10 +340,12 @@ def pretrain(
             "train_seconds_this_session": train_time,
             "history": history.steps,
             "monitors": monitor.records,
+            "collapse": collapse,
         },
     )
     method.eval()
-    if evaluate if evaluate is not None else config.eval.after_training:
+    # A run stopped by the collapse alarm is not worth the probes' time.
+    if not stopped and (evaluate if evaluate is not None else config.eval.after_training):
         from selfsup.evaluate.run import evaluate_run
 
         metrics = evaluate_run(run_dir, method=method, config=config, data=data)
