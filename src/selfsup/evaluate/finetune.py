@@ -89,6 +89,7 @@ def finetune_evaluate(
     batch_size: int = 64,
     weight_decay: float = 0.01,
     val_fraction: float = 0.2,
+    min_steps: int = 25,
     seed: int = 0,
     device: str | torch.device | None = None,
 ) -> ProbeResult:
@@ -110,10 +111,13 @@ def finetune_evaluate(
         test_x: ``[N_test, *sample_shape]`` raw samples.
         test_y: ``[N_test]`` integer labels; used only for the final accuracy.
         lrs: candidate AdamW learning rates.
-        epochs: passes over the data per training.
+        epochs: passes over the data per training (raised so that each training takes at least
+            ``min_steps`` optimiser steps: on small data sets such as UCR's, a few epochs are a
+            handful of steps).
         batch_size: samples per step.
         weight_decay: AdamW's decoupled weight decay.
         val_fraction: fraction of each train class held out to choose the lr.
+        min_steps: the fewest optimiser steps of a training (on the fitting part of train).
         seed: seed of the split, the head's initialisation and the batch order.
         device: where to train (default: the encoder's device).
 
@@ -148,9 +152,10 @@ def finetune_evaluate(
         raise DataError(f"train_y has a single class ({int(ty[0])}); fine-tuning a classifier needs at least two classes")
     device = torch.device(device) if device is not None else next(encoder.parameters()).device
     y_all = torch.from_numpy(y_index.astype(np.int64))
-    settings = dict(epochs=int(epochs), batch_size=int(batch_size), weight_decay=float(weight_decay), seed=seed, device=device)
-
     fit_idx, val_idx = stratified_split(ty, val_fraction, seed)
+    steps_per_epoch = max(1, math.ceil(fit_idx.size / int(batch_size)))
+    epochs = max(int(epochs), math.ceil(int(min_steps) / steps_per_epoch))
+    settings = dict(epochs=epochs, batch_size=int(batch_size), weight_decay=float(weight_decay), seed=seed, device=device)
     fit_sel, val_sel = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
     val_acc: dict[float, float] = {}
     for lr in lrs:
