@@ -557,26 +557,11 @@ def _evaluation_html(metrics: dict[str, Any], labeled: bool) -> str:
             f"{head}<p class='note'>Not evaluated yet: run <code>selfsup evaluate RUN_DIR</code> "
             "(then <code>selfsup report RUN_DIR</code> again) to add the probe table.</p></section>"
         )
+    from selfsup.evaluate.run import evaluation_groups
+
     results: dict[str, dict[str, Any]] = evaluation["results"]
     columns = list(dict.fromkeys(c for row in results.values() for c in row))
-    best = {
-        c: max((v[c] for v in results.values() if _is_number(v.get(c))), default=None)
-        for c in columns
-        if not c.startswith("rankme")
-    }
-    header = "".join(f"<th>{html.escape(_column_title(c))}</th>" for c in columns)
-    body = []
-    for name, row in results.items():
-        cells = []
-        for c in columns:
-            value = row.get(c)
-            if not _is_number(value):
-                text = "–"
-            else:
-                text = f"{value:.1f}" if c.startswith("rankme") else f"{100 * value:.1f}%"
-            strong = _is_number(value) and best.get(c) is not None and value == best[c]
-            cells.append(f"<td>{'<b>' + text + '</b>' if strong else text}</td>")
-        body.append(f"<tr><th scope='row'>{html.escape(name)}</th>{''.join(cells)}</tr>")
+    tables = "".join(_results_table(results, title, group) for title, group in evaluation_groups(results))
     note = html.escape(str(evaluation.get("note", "")))
     probes = [c for c in columns if not c.startswith("rankme")]
     if not probes:
@@ -589,7 +574,9 @@ def _evaluation_html(metrics: dict[str, Any], labeled: bool) -> str:
         "Test accuracy of each probe on the frozen encoder's features (best in bold); "
         "<i>random-init</i> is the same architecture with random weights and <i>raw input</i> the same "
         "probe on the input itself, so the gap to them is what pretraining added. "
-        "RankMe is the effective rank of the train embeddings."
+        "RankMe is the effective rank of the train embeddings. Few-label cells are mean ± std over random "
+        "draws of the labelled subset; the risk decomposition's terms are errors (lowest in bold) that add up "
+        "to the linear probe's test error."
     )
     chosen = evaluation.get("chosen") or {}
     chosen_html = ""
@@ -604,9 +591,40 @@ def _evaluation_html(metrics: dict[str, Any], labeled: bool) -> str:
         chosen_html = f"<details><summary>{summary}</summary><ul>{rows}</ul></details>"
     return (
         f"{head}<p>On <b>{html.escape(str(evaluation.get('data', '')))}</b>: {note}.</p>"
-        f"<table><thead><tr><th></th>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-        f"<p class='small'>{explain}</p>{chosen_html}</section>"
+        f"{tables}<p class='small'>{explain}</p>{chosen_html}</section>"
     )
+
+
+def _results_table(results: dict[str, dict[str, Any]], title: str, columns: list[str]) -> str:
+    """One HTML table of ``results`` restricted to ``columns``: accuracies with the best in bold,
+    few-label cells as mean±std, risk terms (errors, lower is better) with the lowest in bold."""
+    from selfsup.evaluate.results import _format_cell as format_cell
+    from selfsup.evaluate.risk import COLUMNS as RISK_COLUMNS
+
+    def number(value: Any) -> float | None:
+        if isinstance(value, dict) and _is_number(value.get("mean")):
+            return float(value["mean"])
+        return float(value) if _is_number(value) else None
+
+    best: dict[str, float | None] = {}
+    for c in columns:
+        values = [v for v in (number(row.get(c)) for row in results.values()) if v is not None]
+        if not values or c.startswith("rankme"):
+            best[c] = None
+        else:
+            best[c] = min(values) if c in RISK_COLUMNS.values() else max(values)
+    header = "".join(f"<th>{html.escape(_column_title(c))}</th>" for c in columns)
+    body = []
+    for name, row in results.items():
+        cells = []
+        for c in columns:
+            value = row.get(c)
+            text = "–" if number(value) is None else format_cell(c, value)
+            strong = number(value) is not None and best[c] is not None and number(value) == best[c]
+            cells.append(f"<td>{'<b>' + html.escape(text) + '</b>' if strong else html.escape(text)}</td>")
+        body.append(f"<tr><th scope='row'>{html.escape(name)}</th>{''.join(cells)}</tr>")
+    caption = f"<h3>{html.escape(title[0].upper() + title[1:])}</h3>" if title else ""
+    return f"{caption}<table><thead><tr><th></th>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 _NO_HISTORY = (

@@ -45,23 +45,29 @@ def random_init_method(config: RunConfig, like: Method) -> Method:
     return build_method(config, encoder.input_shape, encoder.mean, encoder.std).eval()
 
 
-def _evaluation_tables(results: dict[str, dict[str, Any]]) -> str:
-    """The summary table; few-label and risk columns, when present, get their own tables so lines stay short."""
+def evaluation_groups(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """The result columns split into ``(title, columns)`` groups: the probes (title ""), few-label
+    cells (mean ± std over draws) and the risk-decomposition errors; empty groups left out."""
     from selfsup.evaluate.risk import COLUMNS as RISK_COLUMNS
 
     columns = list(dict.fromkeys(c for row in results.values() for c in row))
     few_label = [c for c in columns if any(isinstance(row.get(c), dict) for row in results.values())]
     risk = [c for c in columns if c in RISK_COLUMNS.values()]
     main = [c for c in columns if c not in few_label and c not in risk]
-    tables = []
-    for title, group in (
+    groups = [
         ("", main),
         ("few labels (linear probe; mean±std over random draws of the labelled subset)", few_label),
         ("risk decomposition of the linear probe's test error (Dubois et al. 2023)", risk),
-    ):
-        if group:
-            table = format_table({name: {c: row[c] for c in group if c in row} for name, row in results.items()})
-            tables.append(f"{title}:\n{table}" if title else table)
+    ]
+    return [(title, group) for title, group in groups if group]
+
+
+def _evaluation_tables(results: dict[str, dict[str, Any]]) -> str:
+    """The summary table; few-label and risk columns, when present, get their own tables so lines stay short."""
+    tables = []
+    for title, group in evaluation_groups(results):
+        table = format_table({name: {c: row[c] for c in group if c in row} for name, row in results.items()})
+        tables.append(f"{title}:\n{table}" if title else table)
     return "\n\n".join(tables)
 
 
