@@ -174,3 +174,17 @@ def test_screenshot_renders_the_report(wine_run: Path, tmp_path: Path) -> None:
     image = Image.open(out).convert("L")
     assert image.size == (1000, 1600)
     assert np.asarray(image).std() > 10  # something was drawn, not a blank page
+
+
+def test_evaluation_tables_split_few_label_and_risk_columns() -> None:
+    from selfsup.evaluate.report import _evaluation_html
+
+    results = {
+        "pretrained": {"linear": 0.9, "10-shot": {"mean": 0.8, "std": 0.05, "draws": 5}, "approx err": 0.01},
+        "random-init": {"linear": 0.7, "10-shot": {"mean": 0.6, "std": 0.1, "draws": 5}, "approx err": 0.02},
+    }
+    page = _evaluation_html({"evaluation": {"data": "toy", "note": "n", "results": results}}, labeled=True)
+    assert page.count("<table>") == 3  # probes, few labels, risk
+    assert "<b>80.0±5.0%</b>" in page and "60.0±10.0%" in page  # mean ± std, best mean in bold
+    assert "<b>90.0%</b>" in page  # the best accuracy in bold
+    assert "<b>1.0%</b>" in page and "<b>2.0%</b>" not in page  # an error: the lowest in bold
