@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from toys import blobs
 import torch
 
 from selfsup.errors import ConfigError, DataError
@@ -45,14 +46,7 @@ def _rankme_reference(sigma: np.ndarray, eps: float = 1e-7) -> float:
     return math.exp(-sum(pk * math.log(pk) for pk in p))
 
 
-def _blobs(n_per_class: int, num_classes: int, dim: int, sep: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(num_classes, dim))
-    centers *= sep / np.linalg.norm(centers, axis=1, keepdims=True)
-    y = np.repeat(np.arange(num_classes), n_per_class)
-    x = centers[y] + rng.normal(size=(y.size, dim))
-    perm = rng.permutation(y.size)
-    return x[perm].astype(np.float32), y[perm]
+_blobs = blobs
 
 
 def _split(x: np.ndarray, y: np.ndarray, n_train: int):

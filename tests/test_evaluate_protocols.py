@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from toys import blobs
 import torch
 import torch.nn as nn
 
@@ -35,14 +36,7 @@ from selfsup.methods.base import Encoder
 # --------------------------------------------------------------------------------------------
 
 
-def _blobs(n_per_class: int, num_classes: int, dim: int, sep: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(num_classes, dim))
-    centers *= sep / np.linalg.norm(centers, axis=1, keepdims=True)
-    y = np.repeat(np.arange(num_classes), n_per_class)
-    x = centers[y] + rng.normal(size=(y.size, dim))
-    perm = rng.permutation(y.size)
-    return x[perm].astype(np.float32), y[perm]
+_blobs = blobs
 
 
 def _split(x, y, n_train: int):
