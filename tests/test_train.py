@@ -118,3 +118,19 @@ def test_existing_run_directory_is_never_overwritten(tmp_path: Path) -> None:
 def test_batch_larger_than_dataset_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"1347 samples.*--batch-size 1024"):
         pretrain(_config(epochs=1, batch_size=5000), run_dir=tmp_path / "run")
+
+
+def test_history_keeps_the_learning_rate_each_step_used(tmp_path: Path) -> None:
+    from selfsup.train.module import warmup_cosine
+
+    config = RunConfig.from_dict({
+        "data": "wine", "backbone": {"name": "mlp"},
+        "train": {"epochs": 4, "batch_size": 32, "lr": 0.01, "warmup_epochs": 1, "min_lr_ratio": 0.1,
+                  "progress_bar": False},
+    })
+    history = pretrain(config, run_dir=tmp_path / "run", evaluate=False).metrics["history"]
+    per_epoch = len(history) // 4
+    total, warmup = 4 * per_epoch, per_epoch
+    for record in history:  # "step" counts steps done, so this step used schedule step - 1
+        assert record["lr"] == pytest.approx(0.01 * warmup_cosine(record["step"] - 1, warmup, total, 0.1))
+    assert history[0]["lr"] < history[per_epoch - 1]["lr"] and history[-1]["lr"] < history[per_epoch]["lr"]

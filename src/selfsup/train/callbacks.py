@@ -45,25 +45,33 @@ class AtomicCheckpoint(Checkpoint):
 
 
 class History(L.Callback):
-    """Keeps the per-step loss for ``metrics.json`` and the plots.
+    """Keeps the per-step loss and learning rate for ``metrics.json`` and the plots.
 
     Losses are kept as detached tensors during the epoch and read once at its end (no extra
-    host sync per step). The history is saved in checkpoints, so a resumed run keeps its curve.
+    host sync per step); the learning rate (of the optimiser's first parameter group, the one the
+    step used) is a Python float already. The history is saved in checkpoints, so a resumed run
+    keeps its curve.
     """
 
     def __init__(self) -> None:
         self.steps: list[dict[str, float]] = []
-        self._pending: list[tuple[int, torch.Tensor]] = []
+        self._pending: list[tuple[int, torch.Tensor, float | None]] = []
+        self._lr: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        optimizers = trainer.optimizers
+        self._lr = float(optimizers[0].param_groups[0]["lr"]) if optimizers and optimizers[0].param_groups else None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        self._pending.append((trainer.global_step, loss.detach()))
+        self._pending.append((trainer.global_step, loss.detach(), self._lr))
 
     def flush(self) -> None:
         """Move the losses kept on the device into ``steps`` (one host sync)."""
         if self._pending:
-            values = torch.stack([loss for _, loss in self._pending]).float().cpu().tolist()
-            self.steps += [{"step": s, "loss": v} for (s, _), v in zip(self._pending, values)]
+            values = torch.stack([loss for _, loss, _ in self._pending]).float().cpu().tolist()
+            for (step, _, lr), value in zip(self._pending, values):
+                self.steps.append({"step": step, "loss": value} if lr is None else {"step": step, "loss": value, "lr": lr})
             self._pending = []
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
