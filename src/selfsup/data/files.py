@@ -345,8 +345,12 @@ def _prepare_y(y: np.ndarray, n: int, where: str, x_where: str) -> np.ndarray:
     )
 
 
-def _open_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array in the file by key; a plain ``.npy`` array comes back under the key ``""``."""
+def _open_arrays(path: Path, object_error: str | None = None, expected: str | None = _ARRAY_FORMS) -> dict[str, np.ndarray]:
+    """Every array in the file by key; a plain ``.npy`` array comes back under the key ``""``.
+
+    Never unpickles. ``object_error``: the whole message for a file of Python objects (default: a
+    hint appended to the generic one); ``expected``: what the generic message says the file should hold.
+    """
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
@@ -357,10 +361,12 @@ def _open_arrays(path: Path) -> dict[str, np.ndarray]:
         raise
     except Exception as err:
         reason = str(err).strip() or type(err).__name__
-        hint = " (save plain numeric arrays, not Python objects)" if "allow_pickle" in reason else ""
-        raise DataError(
-            f"{path} is not a readable {path.suffix.lower()} file ({reason}){hint}; expected {_ARRAY_FORMS}"
-        ) from err
+        pickled = "allow_pickle" in reason
+        if pickled and object_error is not None:
+            raise DataError(f"{path} {object_error}") from err
+        hint = " (save plain numeric arrays, not Python objects)" if pickled else ""
+        tail = f"; expected {expected}" if expected else ""
+        raise DataError(f"{path} is not a readable {path.suffix.lower()} file ({reason}){hint}{tail}") from err
 
 
 def load_arrays(path: str | os.PathLike[str]) -> DatasetSplits:

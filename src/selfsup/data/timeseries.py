@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from selfsup.data.base import ArrayDataset, DatasetSplits
+from selfsup.data.files import _open_arrays
 from selfsup.errors import ConfigError, DataError
 
 MODALITY = "timeseries"
@@ -643,23 +644,12 @@ def load_series_csv(path: str | os.PathLike[str]) -> DatasetSplits:
 
 
 def _open_series_arrays(path: Path) -> dict[str, np.ndarray]:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            return {"": loaded}
-        with loaded as npz:
-            return {key: npz[key] for key in npz.files}
-    except MemoryError:
-        raise
-    except Exception as err:
-        reason = str(err).strip() or type(err).__name__
-        if "allow_pickle" in reason:
-            raise DataError(
-                f"{path} holds an object array (series of unequal length?); pad every series at the end with NaN "
-                f"to the longest one and save a float array [N, T] or [N, C, T] (selfsup.data.timeseries.pad_series "
-                f"does it)"
-            ) from err
-        raise DataError(f"{path} is not a readable {path.suffix.lower()} file ({reason})") from err
+    return _open_arrays(
+        path,
+        object_error="holds an object array (series of unequal length?); pad every series at the end with NaN "
+        "to the longest one and save a float array [N, T] or [N, C, T] (selfsup.data.timeseries.pad_series does it)",
+        expected=None,
+    )
 
 
 def load_series_arrays(path: str | os.PathLike[str]) -> DatasetSplits:
