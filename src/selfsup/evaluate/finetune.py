@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from selfsup.errors import ConfigError, DataError
 from selfsup.evaluate.results import ArrayLike, ProbeResult, labels_numpy, pick_best, stratified_split
@@ -60,16 +61,20 @@ def _train(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
     n = x.shape[0]
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            if idx.numel() < 2 and n >= 2:  # a batch of one breaks batch norm; its sample is seen next epoch
-                continue
-            loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    # A progress bar on a terminal (fine-tuning a large encoder on a CPU takes minutes); none in logs.
+    bar = tqdm(total=epochs * math.ceil(n / batch_size), desc=f"fine-tuning (lr {lr:g})", leave=False, disable=None)
+    with bar:
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n, batch_size):
+                bar.update()
+                idx = order[start : start + batch_size]
+                if idx.numel() < 2 and n >= 2:  # a batch of one breaks batch norm; its sample is seen next epoch
+                    continue
+                loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
     return model.eval()
 
 
