@@ -412,3 +412,17 @@ def test_unknown_probe_fails_before_any_work(tiny_run: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown probe\(s\) 'retreival'.*retrieval.*--finetune, --risk"):
         evaluate_run(tiny_run, probes=("knn", "retreival"))
     assert (tiny_run / "metrics.json").read_text() == before
+
+
+def test_the_run_config_can_ask_for_risk_after_training(tmp_path: Path) -> None:
+    from selfsup.config import RunConfig
+    from selfsup.train.runner import pretrain
+
+    config = RunConfig.from_dict({
+        "data": "wine", "train": {"epochs": 1, "batch_size": 32, "progress_bar": False},
+        "eval": {"probes": ["linear"], "risk": True},
+    })
+    metrics = pretrain(config, run_dir=tmp_path / "run").metrics
+    rows = metrics["evaluation"]["results"]
+    assert "usability err" in rows["pretrained"] and "finetune" not in rows["pretrained"]
+    assert "risk decomposition" in metrics["evaluation_table"]

@@ -146,7 +146,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.protocol is not None:
         probes = PROTOCOLS[args.protocol]
     record = evaluate_run(
-        args.run_dir, data_spec=args.data, probes=probes, finetune=args.finetune, risk=args.risk
+        args.run_dir, data_spec=args.data, probes=probes, finetune=args.finetune or None, risk=args.risk or None
     )
     print(f"evaluation of {args.run_dir} on {record['evaluation']['data']} ({record['evaluation']['note']}):")
     print(record["evaluation_table"])

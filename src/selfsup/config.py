@@ -63,8 +63,16 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    """What ``selfsup evaluate`` (and the evaluation after training) runs by default.
+
+    ``probes`` on frozen features (knn, linear, svm, fewshot, retrieval); ``finetune``: also
+    fine-tune a copy of the encoder; ``risk``: also the risk decomposition of the linear probe.
+    """
+
     after_training: bool = True
     probes: tuple[str, ...] = ("knn", "linear")
+    finetune: bool = False
+    risk: bool = False
 
 
 @dataclass

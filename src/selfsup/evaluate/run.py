@@ -129,8 +129,8 @@ def evaluate_run(
     method: Method | None = None,
     config: RunConfig | None = None,
     data: DatasetSplits | None = None,
-    finetune: bool = False,
-    risk: bool = False,
+    finetune: bool | None = None,
+    risk: bool | None = None,
 ) -> dict[str, Any]:
     """Probe the run's encoder and both baselines; store the results in ``metrics.json``.
 
@@ -146,6 +146,7 @@ def evaluate_run(
         risk: also report the risk decomposition of Dubois et al. 2023
             (:func:`selfsup.evaluate.risk.risk_decomposition`) for every row; its approximation
             term is the random-init fine-tune's training error when ``finetune`` is on, else 0.
+            ``None`` (both): as the run's ``eval.finetune`` / ``eval.risk`` say.
 
     Returns:
         the whole metrics record, with ``evaluation`` filled in.
@@ -169,6 +170,8 @@ def evaluate_run(
         )
     probes = tuple(probes or config.eval.probes)
     check_probe_names(probes)  # the run's own eval.probes too, before any embedding
+    finetune = config.eval.finetune if finetune is None else finetune
+    risk = config.eval.risk if risk is None else risk
 
     train, test = data.train, data.test
     device = next(method.parameters()).device
