@@ -177,17 +177,11 @@ def _config_for(base: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
     return RunConfig.from_dict(values)
 
 
-def _signals(embeddings: Any, max_samples: int) -> dict[str, float]:
+def _signals(embeddings: Any) -> dict[str, float]:
+    from selfsup.evaluate.quality import alpha_req
     from selfsup.evaluate.rankme import rankme
 
-    z = embeddings[:max_samples]
-    out = {"rankme": rankme(z)}
-    try:
-        from selfsup.evaluate.quality import alpha_req
-    except ImportError:  # pragma: no cover - quality signals are part of the package
-        return out
-    out["alpha_req"] = float(alpha_req(z))
-    return out
+    return {"rankme": rankme(embeddings), "alpha_req": float(alpha_req(embeddings))}
 
 
 def run_sweep(
@@ -286,7 +280,7 @@ def _train_one(run: SweepRun, config: RunConfig, probe: str | None, max_signal_s
     train = result.data.train
     device = next(result.method.parameters()).device
     embeddings = embed_in_batches(result.method.encoder, train.x[:max_signal_samples], device=device)
-    run.signals = _signals(embeddings, max_signal_samples)
+    run.signals = _signals(embeddings)
     if probe is not None and train.y is not None:
         record = evaluate_run(run_dir, probes=(probe,), method=result.method, config=config, data=result.data)
         run.accuracy = float(record["evaluation"]["results"]["pretrained"][probe])
