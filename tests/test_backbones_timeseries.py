@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from selfsup.methods.base import StepContext
+
 from selfsup.backbones import BACKBONES, create_backbone, list_backbones
 from selfsup.backbones.timeseries import PatchTransformer, ResNet1d, TS2VecEncoder, num_patches
 from selfsup.errors import ConfigError, DataError
@@ -220,11 +222,11 @@ def test_joint_embedding_methods_train_on_series(method: str, backbone: str, vie
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     before = torch.cat([p.detach().flatten() for p in net.parameters()]).clone()
     for step in range(2):
-        out = model.training_step(make_views(x, g, model.num_global_views, model.num_local_views))
+        out = model.training_step(make_views(x, g, model.num_global_views, model.num_local_views), StepContext(0, 1))
         assert torch.isfinite(out.loss)
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
-        model.on_step_end(step + 1, 2)
+        model.on_step_end(StepContext(step, 2))
     assert not torch.equal(before, torch.cat([p.detach().flatten() for p in net.parameters()]))
     assert torch.isfinite(model.embed(x)).all()

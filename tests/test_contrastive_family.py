@@ -11,6 +11,8 @@ import math
 
 import pytest
 import torch
+
+from selfsup.methods.base import StepContext
 import torch.distributed as dist
 
 from gloo import ddp_average, run_on_ranks
@@ -24,7 +26,7 @@ from selfsup.losses.contrastive import (
     supcon_loss,
 )
 from selfsup.methods import Encoder, create_method
-from selfsup.train.distributed import gather_with_grad
+from selfsup.core.distributed import gather_with_grad
 from selfsup.views import create_views
 
 # --------------------------------------------------------------------------- helpers
@@ -400,7 +402,7 @@ def test_multiview_method_asks_for_its_configured_views(num_views: int) -> None:
     make_views = create_views("auto", "image")
     views = make_views(torch.rand(6, 1, 8, 8), torch.Generator().manual_seed(0), method.num_global_views)
     assert len(views.global_views) == num_views
-    out = method.training_step(views)
+    out = method.training_step(views, StepContext(0, 1))
     assert torch.isfinite(out.loss) and out.embeddings.shape == (6, method.encoder.embed_dim)
     assert create_method("multiview_infonce", _encoder()).num_global_views == 4  # the default
     with pytest.raises(ValueError):
@@ -413,11 +415,11 @@ def test_supcon_method_needs_labels_and_uses_them() -> None:
     assert method.requires_labels and not create_method("dcl", _encoder()).requires_labels
     views = create_views("auto", "image")(torch.rand(8, 1, 8, 8), torch.Generator().manual_seed(0), 2)
     with pytest.raises(ValueError, match="labels"):
-        method.training_step(views)
+        method.training_step(views, StepContext(0, 1))
     views.labels = torch.arange(8)  # all distinct: the loss equals SimCLR's on the same projections
-    loss_distinct = method.training_step(views).loss
+    loss_distinct = method.training_step(views, StepContext(0, 1)).loss
     views.labels = torch.zeros(8, dtype=torch.long)
-    assert not torch.isclose(method.training_step(views).loss, loss_distinct)
+    assert not torch.isclose(method.training_step(views, StepContext(0, 1)).loss, loss_distinct)
 
 
 def test_trainer_asks_for_the_instance_views_and_passes_labels() -> None:
@@ -431,9 +433,9 @@ def test_trainer_asks_for_the_instance_views_and_passes_labels() -> None:
     def recording(method):
         step = method.training_step
 
-        def training_step(views):
+        def training_step(views, ctx):
             calls.append((len(views.global_views), views.labels))
-            return step(views)
+            return step(views, ctx)
 
         method.training_step = training_step  # an instance attribute shadows the method
         return method

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from selfsup.data.modalities import get_modality
 from PIL import Image
 
 from selfsup.data import DATASETS, ArrayDataset, DatasetSplits, list_datasets, load_dataset
@@ -97,7 +99,9 @@ def test_folder_train_test_layout(tmp_path: Path) -> None:
     assert data.train.x.shape == (6, 1, 5, 6) and data.test.x.shape == (4, 1, 5, 6)
     assert data.train.class_names == ["cat", "dog"] == data.test.class_names
     assert data.train.y.tolist() == [0, 0, 0, 1, 1, 1] and data.test.y.tolist() == [0, 0, 1, 1]
-    assert float(data.train.x[0].max()) == 0.0 and float(data.train.x[-1].min()) == 1.0
+    # Image files stay uint8 until the device (the image modality divides by 255 there).
+    assert data.train.x.dtype == torch.uint8
+    assert int(data.train.x[0].max()) == 0 and int(data.train.x[-1].min()) == 255
 
 
 def test_folder_class_layout_with_upper_case_extensions(tmp_path: Path) -> None:
@@ -108,7 +112,7 @@ def test_folder_class_layout_with_upper_case_extensions(tmp_path: Path) -> None:
     data = load_dataset(f"folder:{tmp_path}")
     assert data.test is None and data.train.class_names == ["a", "b"]
     assert sorted(data.train.y.tolist()) == [0, 0, 1]
-    assert data.train.x.dtype == torch.float32 and 0.0 <= float(data.train.x.min()) <= float(data.train.x.max()) <= 1.0
+    assert data.train.x.dtype == torch.uint8
 
 
 def test_folder_flat_layout_is_unlabeled(tmp_path: Path) -> None:
@@ -117,7 +121,7 @@ def test_folder_flat_layout_is_unlabeled(tmp_path: Path) -> None:
     data = load_image_folder(tmp_path)
     assert data.test is None and data.train.y is None and data.train.class_names is None
     assert data.train.x.shape == (3, 1, 5, 6)
-    assert data.train.x[2, 0, 0, 0].item() == pytest.approx(80 / 255)
+    assert data.train.x[2, 0, 0, 0].item() == 80
 
 
 def test_folder_mixed_gray_and_rgb_becomes_rgb(tmp_path: Path) -> None:
@@ -126,8 +130,8 @@ def test_folder_mixed_gray_and_rgb_becomes_rgb(tmp_path: Path) -> None:
     data = load_image_folder(tmp_path)
     x = data.train.x
     assert x.shape == (2, 3, 5, 6)
-    assert torch.allclose(x[0], torch.full((3, 5, 6), 51 / 255))  # gray copied to all three channels
-    assert x[1, :, 0, 0].tolist() == [1.0, 0.0, 0.0]
+    assert torch.equal(x[0], torch.full((3, 5, 6), 51, dtype=torch.uint8))  # gray copied to all three channels
+    assert x[1, :, 0, 0].tolist() == [255, 0, 0]
 
 
 def test_folder_resizes_to_most_common_size_with_one_warning(tmp_path: Path) -> None:
@@ -183,7 +187,9 @@ def test_npy_uint8_images_are_scaled_and_channel_added(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", x)
     data = load_dataset(str(tmp_path / "x.npy"))
     assert data.train.modality == "image" and data.train.y is None and data.test is None
-    assert data.train.x.shape == (4, 1, 7, 7) and float(data.train.x.max()) == 1.0
+    # uint8 stays uint8 (and memory-mapped); the image modality scales it by 1/255 on the device.
+    assert data.train.x.shape == (4, 1, 7, 7) and int(data.train.x.max()) == 255
+    assert float(get_modality("image").to_float(torch.as_tensor(data.train.x)).max()) == 1.0
 
 
 def test_npz_train_test_vectors(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ import math
 import pytest
 import torch
 
+from selfsup.methods.base import StepContext
+
 from selfsup.backbones import create_backbone
 from selfsup.losses.distillation import dino_loss, negative_cosine
 from selfsup.losses.distillation_state import DINOCenter, PredictorCorrelation, directpred_predictor
@@ -91,7 +93,7 @@ def test_simsiam_stops_the_gradient_of_the_targets(monkeypatch) -> None:
 
     monkeypatch.setattr(simsiam, "negative_cosine", recording)
     method = _method("simsiam")
-    out = method.training_step(_views(method))
+    out = method.training_step(_views(method), StepContext(0, 1))
     assert calls == [(True, False), (True, False)]  # D(p1, sg(z2)) and D(p2, sg(z1))
     assert -1.0 <= out.loss.item() <= 1.0
 
@@ -172,13 +174,13 @@ def test_directpred_predictor_is_set_not_trained() -> None:
     assert all(p is not weight for group in method.param_groups(1e-4) for p in group["params"])
     optimizer = torch.optim.SGD([{"params": g["params"]} for g in method.param_groups(1e-4)], lr=0.1)
     for step in (1, 2):
-        out = method.training_step(_views(method, seed=step))
+        out = method.training_step(_views(method, seed=step), StepContext(0, 1))
         optimizer.zero_grad()
         out.loss.backward()
         assert weight.grad is None  # no gradient reaches W_p...
         assert method.projector[0].weight.grad is not None  # ...but gradients flow through it
         optimizer.step()
-        method.on_step_end(step, 10)
+        method.on_step_end(StepContext(step - 1, 10))
         # After each step W_p is the closed form of the running correlation.
         torch.testing.assert_close(weight, directpred_predictor(method.correlation.correlation, 0.1))
     assert not torch.equal(method.correlation.correlation, torch.zeros(16, 16))
@@ -194,11 +196,11 @@ def test_directpred_predictor_is_set_not_trained() -> None:
 def test_directpred_updates_the_predictor_every_n_steps() -> None:
     method = _method("directpred", proj_dim=8, proj_hidden_dim=16, update_every=3)
     for step in (1, 2):
-        method.training_step(_views(method, seed=step))
-        method.on_step_end(step, 10)
+        method.training_step(_views(method, seed=step), StepContext(0, 1))
+        method.on_step_end(StepContext(step - 1, 10))
         assert torch.equal(method.predictor.weight, torch.eye(8))
-    method.training_step(_views(method, seed=3))
-    method.on_step_end(3, 10)
+    method.training_step(_views(method, seed=3), StepContext(0, 1))
+    method.on_step_end(StepContext(2, 10))
     torch.testing.assert_close(method.predictor.weight, directpred_predictor(method.correlation.correlation, 0.1))
 
 
@@ -332,7 +334,7 @@ def test_dino_multi_crop_teacher_sees_global_views_only() -> None:
     method.teacher.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
     views = _views(method, n=10)
     assert len(views.local_views) == 3
-    out = method.training_step(views)
+    out = method.training_step(views, StepContext(0, 1))
     assert seen == [20]  # the 2 global views of 10 samples
     assert torch.isfinite(out.loss)
     assert not torch.equal(method.center.center, torch.zeros(32))  # the centre moved
@@ -343,9 +345,9 @@ def test_dino_freezes_the_prototypes_at_the_start() -> None:
     last = method.head.last_layer.weight
     for step, frozen in [(0, True), (9, True), (10, False), (50, False)]:
         method.zero_grad()
-        method.training_step(_views(method, seed=step)).loss.backward()
+        method.training_step(_views(method, seed=step), StepContext(0, 1)).loss.backward()
         assert last.grad is not None
-        method.before_optimizer_step(step, 100)
+        method.before_optimizer_step(StepContext(step, 100))
         assert (last.grad is None) == frozen, f"step {step}"
         assert method.head.mlp[0].weight.grad is not None  # the rest of the head still learns
 
@@ -364,8 +366,8 @@ def test_dino_clips_each_gradient_separately() -> None:
 def test_dino_schedules_are_buffers_that_resume() -> None:
     method = _method("dino", num_prototypes=32, head_hidden_dim=16, bottleneck_dim=8,
                      warmup_teacher_temperature=0.04, teacher_temperature=0.07)
-    method.training_step(_views(method))
-    method.on_step_end(15, 100)
+    method.training_step(_views(method), StepContext(0, 1))
+    method.on_step_end(StepContext(14, 100))
     assert method.teacher_temp.item() == pytest.approx(0.055)
     fresh = _method("dino", num_prototypes=32, head_hidden_dim=16, bottleneck_dim=8,
                     warmup_teacher_temperature=0.04, teacher_temperature=0.07)

@@ -8,7 +8,7 @@ import torch.distributed as dist
 
 from gloo import ddp_average, run_on_ranks
 from selfsup.losses import barlow_twins_loss, info_nce, vicreg_loss
-from selfsup.train.distributed import gather_with_grad
+from selfsup.core.distributed import gather_with_grad
 
 LOSSES = {
     "info_nce": lambda z1, z2: info_nce(z1, z2, 0.3),

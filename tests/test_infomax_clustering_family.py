@@ -11,6 +11,8 @@ import math
 
 import pytest
 import torch
+
+from selfsup.methods.base import StepContext
 import torch.distributed as dist
 
 from gloo import ddp_average, run_on_ranks
@@ -19,7 +21,7 @@ from selfsup.losses.clustering import sinkhorn_knopp, swav_loss
 from selfsup.losses.infomax import barlow_twins_loss, mixup_cross_correlation_loss, whiten, wmse_loss
 from selfsup.methods import Encoder, create_method
 from selfsup.methods.mixed_barlow_twins import global_permutation
-from selfsup.train.distributed import gather_with_grad
+from selfsup.core.distributed import gather_with_grad
 from selfsup.views import create_views
 
 # --------------------------------------------------------------------------- helpers
@@ -390,12 +392,12 @@ def _train(method, steps: int, total_steps: int, batch: int = 32, seed: int = 0)
     optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.05)
     for step in range(steps):
         x = torch.rand(batch, 1, 8, 8, generator=g)
-        out = method.training_step(views(x, g, method.num_global_views, method.num_local_views))
+        out = method.training_step(views(x, g, method.num_global_views, method.num_local_views), StepContext(0, 1))
         optimizer.zero_grad()
         out.loss.backward()
-        method.before_optimizer_step(step, total_steps)
+        method.before_optimizer_step(StepContext(step, total_steps))
         optimizer.step()
-        method.on_step_end(step + 1, total_steps)
+        method.on_step_end(StepContext(step, total_steps))
 
 
 def test_wmse_asks_for_its_number_of_positives() -> None:
@@ -411,7 +413,7 @@ def test_mixed_barlow_twins_reduces_to_barlow_twins_without_the_regulariser() ->
     torch.manual_seed(0)
     method = _method("mixed_barlow_twins", lambda_reg=0.0, proj_hidden_dim=16, proj_dim=8).eval()
     views = create_views("auto", "image")(torch.rand(16, 1, 8, 8), torch.Generator().manual_seed(0), 2, 0)
-    out = method.training_step(views)
+    out = method.training_step(views, StepContext(0, 1))
     z = method.projector(method.encoder(torch.cat(views.global_views)))
     torch.testing.assert_close(out.loss, barlow_twins_loss(z[:16], z[16:], method.config.lambda_offdiag))
     assert float(out.metrics["loss_reg"]) > 0 and 0.0 <= out.metrics["mix"] <= 1.0
@@ -427,9 +429,8 @@ def test_swav_normalises_and_freezes_prototypes() -> None:
     torch.testing.assert_close(method.prototypes.weight, before)
     _train(method, 2, total_steps=2)  # steps 0, 1 >= 0.5 * 2 only for step 1: it moves
     assert not torch.equal(method.prototypes.weight, before)
-    method.training_step(  # the forward renormalises them
-        create_views("auto", "image")(torch.rand(8, 1, 8, 8), torch.Generator().manual_seed(1), 2, 2)
-    )
+    method.training_step(# the forward renormalises them
+        create_views("auto", "image")(torch.rand(8, 1, 8, 8), torch.Generator().manual_seed(1), 2, 2), StepContext(0, 1))
     torch.testing.assert_close(method.prototypes.weight.norm(dim=1), torch.ones(7))
 
 

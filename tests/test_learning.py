@@ -17,7 +17,7 @@ from selfsup.config import RunConfig, load_yaml, merge
 from selfsup.data import load_dataset
 from selfsup.evaluate import linear_probe, rankme
 from selfsup.methods import METHODS, list_methods
-from selfsup.train.callbacks import embed_in_batches
+from selfsup.evaluate.embed import embed_in_batches
 from selfsup.train.runner import build_method, input_statistics, pretrain
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -67,8 +67,9 @@ def random_init_accuracy(digits) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list_methods())
 def test_method_learns_on_digits(name: str, digits, random_init_accuracy: float, tmp_path: Path) -> None:
-    if METHODS.get(name).default_views == "ts2vec_crops":
-        pytest.skip("a series-only method; its learning test runs on UCR data in tests/test_ts2vec.py")
+    declared = METHODS.get(name).modalities
+    if declared is not None and "image" not in declared:
+        pytest.skip(f"a {'/'.join(sorted(declared))} method; its learning test runs on its own data (e.g. tests/test_ts2vec.py)")
     result = pretrain(_config(name), run_dir=tmp_path / name, evaluate=False)
     method = result.method.eval()
     accuracy = _probe(method, digits)

@@ -11,6 +11,8 @@ import math
 
 import pytest
 import torch
+
+from selfsup.methods.base import StepContext
 import torch.distributed as dist
 import torch.nn.functional as F
 
@@ -18,7 +20,7 @@ from gloo import ddp_average, run_on_ranks
 from selfsup.backbones import create_backbone
 from selfsup.losses.moco import moco_loss, moco_v3_loss, nearest_neighbour, nnclr_loss
 from selfsup.methods import Encoder, create_method
-from selfsup.train.distributed import gather_with_grad
+from selfsup.core.distributed import gather_with_grad
 from selfsup.views import Views
 
 # --------------------------------------------------------------------------- helpers
@@ -234,7 +236,7 @@ def test_moco_v2_pushes_both_views_keys_and_saves_its_queue() -> None:
     method = _method("moco_v2", queue_size=40, momentum=0.0)
     views = _views(8)
     before = method.queue.features
-    method.training_step(views)
+    method.training_step(views, StepContext(0, 1))
     assert int(method.queue.ptr) == 16 and int(method.queue.filled) == 16
     # The keys written are the key encoder's projections of the two views (normalised).
     with torch.no_grad():
@@ -255,7 +257,7 @@ def test_moco_v2_key_encoder_follows_with_fixed_momentum() -> None:
     with torch.no_grad():
         for p in method.projector.parameters():
             p.add_(1.0)  # move the query branch away from the key encoder
-    method.on_step_end(1, 10)  # momentum 0: the key encoder copies the query branch
+    method.on_step_end(StepContext(0, 10))  # momentum 0: the key encoder copies the query branch
     query_params = [*method.encoder.parameters(), *method.projector.parameters()]
     for key_param, query_param in zip(method.key_encoder.module.parameters(), query_params):
         torch.testing.assert_close(key_param, query_param)
@@ -263,13 +265,13 @@ def test_moco_v2_key_encoder_follows_with_fixed_momentum() -> None:
 
 def test_moco_v3_momentum_rises_to_one_and_freezes_the_key_encoder() -> None:
     method = _method("moco_v3")
-    method.on_step_end(0, 10)
+    method.on_step_end(StepContext(-1, 10))
     assert method.momentum == pytest.approx(0.99)
     frozen = [p.clone() for p in method.momentum_encoder.parameters()]
     with torch.no_grad():
         for p in method.encoder.parameters():
             p.add_(1.0)
-    method.on_step_end(10, 10)
+    method.on_step_end(StepContext(9, 10))
     assert method.momentum == pytest.approx(1.0)
     for before, after in zip(frozen, method.momentum_encoder.parameters()):
         torch.testing.assert_close(before, after)
@@ -279,7 +281,7 @@ def test_moco_v3_loss_in_the_method_is_the_symmetric_sum() -> None:
     method = _method("moco_v3", temperature=0.5)
     views = _views(8, seed=1)
     torch.manual_seed(1)
-    out = method.training_step(views)
+    out = method.training_step(views, StepContext(0, 1))
     x = torch.cat(views.global_views)
     with torch.no_grad():
         q = method.predictor(method.projector(method.encoder(x)))
@@ -292,7 +294,7 @@ def test_nnclr_first_step_uses_itself_then_neighbours_from_the_first_view() -> N
     method = _method("nnclr", support_size=32, temperature=0.2)
     views = _views(8, seed=2)
     x = torch.cat(views.global_views)
-    out = method.training_step(views)
+    out = method.training_step(views, StepContext(0, 1))
     with torch.no_grad():
         z = method.projector(method.encoder(x))
         p = method.predictor(z)
@@ -303,7 +305,7 @@ def test_nnclr_first_step_uses_itself_then_neighbours_from_the_first_view() -> N
     assert int(method.support.filled) == 8
     torch.testing.assert_close(method.support.features[:8], F.normalize(z[:8], dim=1))
     # Second step: the positives are nearest neighbours among the 8 written rows only.
-    out = method.training_step(views)
+    out = method.training_step(views, StepContext(0, 1))
     with torch.no_grad():
         z = method.projector(method.encoder(x))
         p = method.predictor(z)

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from selfsup.train.teacher import EMATeacher, cosine_momentum
+from selfsup.core.schedules import cosine_momentum
+from selfsup.core.teacher import EMATeacher
 
 
 def _net(seed: int) -> nn.Module:

@@ -121,7 +121,7 @@ def test_batch_larger_than_dataset_is_refused(tmp_path: Path) -> None:
 
 
 def test_history_keeps_the_learning_rate_each_step_used(tmp_path: Path) -> None:
-    from selfsup.train.module import warmup_cosine
+    from selfsup.core.schedules import warmup_cosine
 
     config = RunConfig.from_dict({
         "data": "wine", "backbone": {"name": "mlp"},

@@ -12,6 +12,8 @@ import math
 
 import pytest
 import torch
+
+from selfsup.methods.base import StepContext
 import torch.nn as nn
 
 from selfsup.errors import ConfigError
@@ -172,6 +174,8 @@ class PointwiseTokens(nn.Module):
     ``forward(x) -> [N, D]``: max over observed timestamps. Records the last masks it was given.
     """
 
+    provides = frozenset({"timesteps"})
+
     def __init__(self, channels: int = 1, embed_dim: int = 6) -> None:
         super().__init__()
         self.embed_dim = embed_dim
@@ -223,7 +227,7 @@ def test_training_step_contrasts_exactly_the_overlapping_timestamps(monkeypatch)
     monkeypatch.setattr(ts2vec_module, "hierarchical_contrastive_loss", spy)
     method = _ts2vec(timestamp_keep_prob=1.0, alpha=0.3, temporal_unit=1)
     x = torch.randn(5, 1, 32, generator=torch.Generator().manual_seed(0))
-    out = method.training_step(_overlapping_crops(x, 3, 20, 11, 30))
+    out = method.training_step(_overlapping_crops(x, 3, 20, 11, 30), StepContext(0, 1))
     assert seen["z1"].shape == seen["z2"].shape == (5, 9, 6)
     torch.testing.assert_close(seen["z1"], seen["z2"])
     assert (seen["alpha"], seen["temporal_unit"]) == (0.3, 1)
@@ -242,7 +246,7 @@ def test_training_step_masks_timestamps_and_trains() -> None:
     losses = []
     for _ in range(30):
         backbone.masks.clear()
-        out = method.training_step(_overlapping_crops(x, 0, 24, 8, 32))
+        out = method.training_step(_overlapping_crops(x, 0, 24, 8, 32), StepContext(0, 1))
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
@@ -263,14 +267,14 @@ def test_training_step_is_reproducible_under_a_seed() -> None:
     for _ in range(2):
         torch.manual_seed(5)
         method = _ts2vec()
-        losses.append(method.training_step(_overlapping_crops(x, 2, 22, 10, 31)).loss)
+        losses.append(method.training_step(_overlapping_crops(x, 2, 22, 10, 31), StepContext(0, 1)).loss)
     assert torch.equal(losses[0], losses[1])
 
 
 def test_views_without_overlap_are_a_clear_error() -> None:
     x = torch.randn(4, 1, 32)
     with pytest.raises(ConfigError, match="views.name=ts2vec_crops"):
-        _ts2vec().training_step(Views([x, x]))
+        _ts2vec().training_step(Views([x, x]), StepContext(0, 1))
 
 
 def test_backbone_without_timestamp_output_is_a_clear_error() -> None:
@@ -299,12 +303,12 @@ def test_exported_encoder_is_the_mean_of_all_iterates() -> None:
     x = torch.randn(8, 1, 32, generator=torch.Generator().manual_seed(3))
     iterates = [torch.nn.utils.parameters_to_vector(method.online.parameters()).detach().clone()]
     for step in range(1, 5):
-        out = method.training_step(_overlapping_crops(x, 0, 20, 6, 30))
+        out = method.training_step(_overlapping_crops(x, 0, 20, 6, 30), StepContext(0, 1))
         optimizer.zero_grad()
         out.loss.backward()
         assert all(p.grad is None for p in method.encoder.parameters())
         optimizer.step()
-        method.on_step_end(step, 4)
+        method.on_step_end(StepContext(step - 1, 4))
         iterates.append(torch.nn.utils.parameters_to_vector(method.online.parameters()).detach().clone())
         expected = torch.stack(iterates).mean(dim=0)
         torch.testing.assert_close(torch.nn.utils.parameters_to_vector(method.encoder.parameters()), expected)
@@ -314,7 +318,7 @@ def test_without_weight_averaging_the_exported_encoder_is_trained() -> None:
     method = _ts2vec(average_weights=False)
     assert method.trained_encoder is method.encoder and not hasattr(method, "online")
     x = torch.randn(8, 1, 32, generator=torch.Generator().manual_seed(4))
-    method.training_step(_overlapping_crops(x, 0, 20, 6, 30)).loss.backward()
+    method.training_step(_overlapping_crops(x, 0, 20, 6, 30), StepContext(0, 1)).loss.backward()
     assert all(p.grad is not None for p in method.encoder.parameters())
 
 

@@ -11,17 +11,9 @@ from selfsup.backbones import create_backbone, list_backbones
 from selfsup.config import ComponentConfig, RunConfig, TrainConfig
 from selfsup.errors import SelfsupError
 from selfsup.methods import create_method, list_methods, register_method
+from selfsup.train.runner import pretrain
 
 __version__ = "0.1.0"
-
-
-def pretrain(*args, **kwargs):  # noqa: D103  (documented in selfsup.train.runner.pretrain)
-    from selfsup.train.runner import pretrain as _pretrain
-
-    return _pretrain(*args, **kwargs)
-
-
-pretrain.__doc__ = "Pretrain an encoder; see :func:`selfsup.train.runner.pretrain`."
 
 __all__ = [
     "pretrain", "RunConfig", "TrainConfig", "ComponentConfig", "create_backbone", "list_backbones",

@@ -7,7 +7,23 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from selfsup.errors import CollapseError, SelfsupError
+import numpy as np
+import torch
+
+from selfsup.backbones import list_backbones
+from selfsup.config import RunConfig, apply_override, load_yaml, merge
+from selfsup.core.io import write_atomic
+from selfsup.data import list_datasets, load_dataset
+from selfsup.data.timeseries import list_timeseries_datasets
+from selfsup.errors import CollapseError, DataError, SelfsupError
+from selfsup.evaluate.embed import embed_source
+from selfsup.evaluate.report import FIGURES_DIR, write_report
+from selfsup.evaluate.run import evaluate_run
+from selfsup.methods import METHODS
+from selfsup.rundir import check_same_shape, load_run
+from selfsup.train.runner import pretrain
+from selfsup.train.sweep import parse_grid, run_sweep, sweep_table
+from selfsup.views import list_views
 
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
@@ -48,10 +64,6 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from selfsup.config import RunConfig, apply_override, load_yaml, merge
-
-    from selfsup.methods import METHODS
-
     values: dict = {"train": {}}
     if args.config is not None:
         values = merge(values, load_yaml(args.config))
@@ -65,7 +77,7 @@ def _config_from_args(args: argparse.Namespace):
     for key, value in direct.items():
         if value is None:
             continue
-        if key in ("method", "backbone"):
+        if key in ("method", "backbone", "data"):
             values = merge(values, {key: {"name": value}})
         else:
             section, _, field = key.rpartition(".")
@@ -84,12 +96,11 @@ def _config_from_args(args: argparse.Namespace):
     name = method if isinstance(method, str) else method.get("name", base["method"]["name"])
     if name in METHODS:
         base = merge(base, {k: v for k, v in METHODS.get(name).run_defaults.items()})
+    base["apply_method_defaults"] = False  # applied just above, under the user's settings
     return RunConfig.from_dict(merge(base, values))
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from selfsup.train.runner import pretrain
-
     if args.resume is not None:
         if args.output is not None and args.output != args.resume:
             raise SelfsupError("--resume and --output name different directories; pass only --resume RUN_DIR")
@@ -116,8 +127,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from selfsup.train.sweep import parse_grid, run_sweep, sweep_table
-
     grid = parse_grid(args.grid)
     config = _config_from_args(args)
     probe = args.probe
@@ -139,8 +148,6 @@ PROTOCOLS = {"standard": ("knn", "linear"), "svm": ("svm",)}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from selfsup.evaluate.run import evaluate_run
-
     # --probes knn linear, or --probes knn,linear (both spellings work)
     probes = tuple(p.strip() for arg in args.probes for p in arg.split(",") if p.strip()) if args.probes else None
     if args.protocol is not None:
@@ -154,8 +161,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from selfsup.evaluate.report import FIGURES_DIR, write_report
-
     if args.max_points < 10:
         raise SelfsupError(f"--max-points must be at least 10; got {args.max_points}")
     path = write_report(args.run_dir, data_spec=args.data, max_points=args.max_points)
@@ -164,41 +169,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from selfsup.data import load_dataset
-    from selfsup.errors import DataError
-    from selfsup.train.callbacks import embed_in_batches
-    from selfsup.train.runner import load_run
-
-    config, method, _ = load_run(args.run_dir)
-    data = load_dataset(args.data, skip_bad_files=args.skip_bad_files)
-    parts = {"train": [data.train], "test": [data.test] if data.test else [], "all": [data.train] + ([data.test] if data.test else [])}[args.split]
-    if not parts:
-        raise DataError(f"{args.data} has no test split; use --split train or --split all")
-    shape = method.encoder.input_shape
-    if tuple(parts[0].sample_shape) != shape:
-        raise DataError(f"the run was trained on samples of shape {shape}, but {args.data} has {parts[0].sample_shape}")
-    import torch
-
-    embeddings = torch.cat([embed_in_batches(method.encoder, d.x) for d in parts]).numpy()
     out = Path(args.output)
     if out.suffix != ".npy":
         raise SelfsupError(f"output {out} must end in .npy")
+    config, method, _ = load_run(args.run_dir)
+    data = load_dataset(args.data, skip_bad_files=args.skip_bad_files, options=config.data.params)
+    parts = {"train": [data.train], "test": [data.test] if data.test else [], "all": [data.train] + ([data.test] if data.test else [])}[args.split]
+    if not parts:
+        raise DataError(f"{args.data} has no test split; use --split train or --split all")
+    check_same_shape(method, parts[0], "embed")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    method.to(device)
+    embeddings = torch.cat([
+        embed_source(method.encoder, part, batch_size=args.batch_size, device=device, progress=sys.stderr.isatty())[0]
+        for part in parts
+    ]).numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.npy")
-    np.save(tmp, embeddings)
-    tmp.replace(out)
+    write_atomic(out, lambda tmp: np.save(tmp, embeddings))
     print(f"wrote {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]} to {out}")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from selfsup.backbones import list_backbones
-    from selfsup.data import list_datasets
-    from selfsup.methods import METHODS
-    from selfsup.views import list_views
-
     what = args.what
     if what in (None, "methods"):
         print("methods:")
@@ -207,7 +199,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     if what in (None, "backbones"):
         print("backbones:\n  " + "\n  ".join(list_backbones()))
     if what in (None, "datasets"):
-        from selfsup.data.timeseries import list_timeseries_datasets
 
         print(
             "datasets (built in; or a folder of images, a .npy/.npz file, a .ts/.csv/.tsv file, series:PATH):\n  "
@@ -273,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--split", choices=("train", "test", "all"), default="all", help="which split (all: train then test)")
+    p.add_argument("--batch-size", type=int, default=512, help="samples embedded at a time (memory does not grow with the data)")
     p.add_argument("--skip-bad-files", action="store_true")
     p = sub.add_parser(
         "report",

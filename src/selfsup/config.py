@@ -36,7 +36,12 @@ class TrainConfig:
     """
 
     epochs: int = 100
+    # Stop after this many optimiser steps (0: no limit); the schedules then span max_steps.
+    max_steps: int = 0
     batch_size: int = 256
+    # DataLoader worker processes that read and decode samples (-1: none for data in memory,
+    # else one per CPU core but one, at most 8).
+    num_workers: int = -1
     optimizer: str = "adamw"
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -75,15 +80,36 @@ class EvalConfig:
     risk: bool = False
 
 
+COMPONENTS = ("data", "backbone", "method", "views")  # sections chosen by name, with params
+
+
 @dataclass
 class RunConfig:
-    data: str = "digits"
+    # The data component: its name is a dataset spec (a built-in name, a path, ``ucr:NAME``, ...),
+    # its params the data options (selfsup.data.DataOptions, e.g. image_size).
+    data: ComponentConfig = field(default_factory=lambda: ComponentConfig("digits"))
     skip_bad_files: bool = False
+    # Apply the method's published settings (Method.run_defaults, e.g. TS2Vec's batch of 8) to the
+    # train/eval settings left at the library defaults. The command line resolves them itself and
+    # the resolved config.yaml has them written out, so both set this to false.
+    apply_method_defaults: bool = True
     backbone: ComponentConfig = field(default_factory=lambda: ComponentConfig("auto"))  # by the data's modality
     method: ComponentConfig = field(default_factory=lambda: ComponentConfig("simclr"))
     views: ComponentConfig = field(default_factory=lambda: ComponentConfig("auto"))
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        # RunConfig(data="wine") and RunConfig(method="byol"): a component given by name alone.
+        for name in COMPONENTS:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, ComponentConfig(value))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in COMPONENTS and isinstance(value, str):
+            value = ComponentConfig(value)  # config.data = "wine"
+        object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
@@ -178,7 +204,7 @@ def apply_override(values: dict[str, Any], assignment: str) -> None:
     """Apply one ``key.path=value`` override to a config dict, in place.
 
     The value is parsed as YAML (``0.2``, ``true``, ``[0.2, 1.0]``). For components chosen by name
-    (``backbone``, ``method``, ``views``), keys other than ``name`` go to ``params``:
+    (``data``, ``backbone``, ``method``, ``views``), keys other than ``name`` go to ``params``:
     ``method.temperature=0.2`` sets ``method.params.temperature``.
     """
     if "=" not in assignment:
@@ -191,14 +217,14 @@ def apply_override(values: dict[str, Any], assignment: str) -> None:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         value = raw
-    if parts[0] in ("backbone", "method", "views") and len(parts) > 1 and parts[1] not in ("name", "params"):
+    if parts[0] in COMPONENTS and len(parts) > 1 and parts[1] not in ("name", "params"):
         parts.insert(1, "params")
     node = values
     for part in parts[:-1]:
         child = node.get(part)
         if child is None:
             child = node[part] = {}
-        if node is values and part in ("backbone", "method", "views") and isinstance(child, str):
+        if node is values and part in COMPONENTS and isinstance(child, str):
             child = node[part] = {"name": child}  # `method: byol` in a YAML file
         if not isinstance(child, dict):
             raise ConfigError(f"override {assignment!r}: {part!r} is not a section")
@@ -210,7 +236,7 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """Recursive dict merge; ``update`` wins. Changing a component's name drops its old params."""
     out = dict(base)
     for key, value in update.items():
-        if key in ("backbone", "method", "views") and isinstance(value, str):
+        if key in COMPONENTS and isinstance(value, str):
             value = {"name": value}
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             old = out[key]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from selfsup.backbones import register_backbone
+from selfsup.backbones.base import register_backbone
 from selfsup.errors import ConfigError
 
 

@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from selfsup.backbones import register_backbone
+from selfsup.backbones.base import register_backbone
+from selfsup.backbones.tokens import TokenBackbone, Tokens
 from selfsup.errors import ConfigError, DataError
 
 MIN_LENGTH = 2
@@ -150,6 +151,8 @@ class TS2VecEncoder(nn.Module):
     observed timestamps -> ``[N, output_dim]``.
     """
 
+    provides = frozenset({"timesteps"})  # forward_tokens: one feature per timestamp
+
     Config = TS2VecEncoderConfig
     modality: ClassVar[str] = "timeseries"
 
@@ -237,6 +240,8 @@ class ResNet1d(nn.Module):
     observed timestamps -> ``[N, widths[-1]]``.
     """
 
+    provides = frozenset({"timesteps"})  # forward_tokens: one feature per timestamp
+
     Config = ResNet1dConfig
     modality: ClassVar[str] = "timeseries"
 
@@ -309,7 +314,7 @@ def num_patches(length: int, patch_len: int, stride: int) -> int:
 
 
 @register_backbone("patch_transformer")
-class PatchTransformer(nn.Module):
+class PatchTransformer(TokenBackbone):
     """A transformer over patches of the series, PatchTST-style.
 
     Nie, Nguyen, Sinthong, Kalagnanam 2023, "A Time Series is Worth 64 Words: Long-term
@@ -324,6 +329,13 @@ class PatchTransformer(nn.Module):
     ``forward_tokens: [N, C, T] -> [N, L, dim]`` (one token per patch, ``L = num_patches(T)``);
     ``forward`` pools the tokens -> ``[N, dim]``. Series up to the length the backbone was built
     for are accepted (the positional embedding has that many patches).
+
+    Token interface (:class:`~selfsup.backbones.tokens.TokenBackbone`): ``tokenize`` gives one
+    token per patch, padding = patches without an observed step; ``sequence_length`` is the
+    number of patches of a series of the build length. In "independent" mode each channel is
+    its own row (``Tokens.groups = C``, rows ``[N * C, L, dim]``, sample-major), as PatchTST
+    masks and encodes each channel on its own; ``pool`` merges the channels (``channel_merge``)
+    and pools over the observed patches, so ``forward(x) = pool(encode(tokenize(x)))``.
     """
 
     Config = PatchTransformerConfig
@@ -337,6 +349,7 @@ class PatchTransformer(nn.Module):
         patch_inputs = config.patch_len if config.channel_mode == "independent" else C * config.patch_len
         self.patch_embed = nn.Linear(patch_inputs, D)
         self.max_patches = num_patches(self.max_length, config.patch_len, config.stride)
+        self.sequence_length = self.max_patches
         self.pos_embed = nn.Parameter(torch.empty(self.max_patches, D).uniform_(-0.02, 0.02))
         layer = nn.TransformerEncoderLayer(
             D, config.num_heads, int(D * config.mlp_ratio), config.dropout,
@@ -348,54 +361,98 @@ class PatchTransformer(nn.Module):
         self.channel_merge: nn.Module = nn.Linear(C * D, D) if merge_channels else nn.Identity()
         self.embed_dim = D
 
+    def _check_length(self, T: int) -> None:
+        if T > self.max_length:
+            raise DataError(
+                f"backbone 'patch_transformer' was built for series of at most {self.max_length} steps "
+                f"({self.max_patches} patches); got {T}. Build it with the longest series length."
+            )
+
+    def _pad_end(self, values: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+        """PatchTST's end padding of ``values [..., T]``: the last step repeated ``stride`` times,
+        then ``fill`` up to one patch for series shorter than a patch."""
+        P, S = self.config.patch_len, self.config.stride
+        T = values.shape[-1]
+        values = torch.cat([values, values[..., -1:].expand(*values.shape[:-1], S)], dim=-1)
+        if T + S < P:
+            values = F.pad(values, (0, P - T - S), value=fill)
+        return values
+
     def _patches(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Patches ``[N, C, L, P]`` (masked steps zeroed) and which patches hold an observed step ``[N, L]``."""
         P, S = self.config.patch_len, self.config.stride
         filled, _, keep = _fill_and_mask(x, mask)
         values = filled * keep.unsqueeze(1).to(filled.dtype)
         keep = keep.to(values.dtype)
-        T = x.shape[-1]
-        values = torch.cat([values, values[:, :, -1:].expand(-1, -1, S)], dim=-1)  # PatchTST's end padding
-        keep = torch.cat([keep, keep[:, -1:].expand(-1, S)], dim=-1)
-        if T + S < P:  # shorter than one patch: pad with masked zeros
-            values = F.pad(values, (0, P - T - S))
-            keep = F.pad(keep, (0, P - T - S))
-        patches = values.unfold(-1, P, S)  # [N, C, L, P]
-        patch_observed = keep.unfold(-1, P, S).amax(dim=-1) > 0  # [N, L]
+        patches = self._pad_end(values).unfold(-1, P, S)  # [N, C, L, P]
+        patch_observed = self._pad_end(keep).unfold(-1, P, S).amax(dim=-1) > 0  # [N, L]
         return patches, patch_observed
+
+    def _rows(self, patches: torch.Tensor) -> torch.Tensor:
+        """``[N, C, L, P]`` -> the transformer's rows: ``[N * C, L, P]`` (independent) or ``[N, L, C * P]``."""
+        N, C, L, P = patches.shape
+        if self.config.channel_mode == "independent":
+            return patches.reshape(N * C, L, P)
+        return patches.permute(0, 2, 1, 3).reshape(N, L, C * P)
+
+    def _tokenize(self, x: torch.Tensor, mask: torch.Tensor | None) -> Tokens:
+        """``tokenize`` with a timestamp ``mask [N, T]`` (False = masked, as ``forward_tokens``)."""
+        _check_batch("patch_transformer", x, self.in_channels, mask)
+        self._check_length(x.shape[-1])
+        patches, patch_observed = self._patches(x, mask)
+        N, C, L, _ = patches.shape
+        tokens = self.patch_embed(self._rows(patches))  # in "independent" mode the channels share weights
+        padding = ~patch_observed
+        groups = 1
+        if self.config.channel_mode == "independent":
+            padding, groups = padding.repeat_interleave(C, dim=0), C
+        positions = torch.arange(L, device=x.device).expand(tokens.shape[0], L)
+        return Tokens(tokens + self.pos_embed[:L], positions, padding, groups=groups)
+
+    def tokenize(self, x: torch.Tensor) -> Tokens:
+        """``x [N, C, T]`` -> tokens ``[N * C, L, dim]`` (independent) or ``[N, L, dim]`` (mixed);
+        padding = patches without an observed step."""
+        return self._tokenize(x, None)
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """The steps under each token, end-padded as ``tokenize``: ``[N * C, L, patch_len]``
+        (independent) or ``[N, L, C * patch_len]`` (mixed); NaN where a step is missing (leave
+        those out of a reconstruction loss)."""
+        _check_batch("patch_transformer", x, self.in_channels, None)
+        self._check_length(x.shape[-1])
+        P, S = self.config.patch_len, self.config.stride
+        return self._rows(self._pad_end(x, fill=float("nan")).unfold(-1, P, S))
+
+    def position_embedding(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.pos_embed[positions]
+
+    def transformer_blocks(self) -> nn.ModuleList:
+        return self.transformer.layers
+
+    def run_block(self, block: nn.Module, x: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
+        return block(x, src_key_padding_mask=padding)
+
+    def _merge_channels(self, x: torch.Tensor, groups: int) -> torch.Tensor:
+        """Rows ``[N * C, L, D]`` -> ``[N, L, D]`` through ``channel_merge`` (mixed mode: unchanged)."""
+        if groups == 1:
+            return self.channel_merge(x)
+        NC, L, D = x.shape
+        return self.channel_merge(x.reshape(NC // groups, groups, L, D).permute(0, 2, 1, 3).reshape(-1, L, groups * D))
+
+    def pool(self, tokens: Tokens) -> torch.Tensor:
+        """``[N, dim]``: channels merged, then ``config.pool`` over the patches that are not padding.
+        In "independent" mode every channel's row must hold the same token positions."""
+        x = self._merge_channels(tokens.x, tokens.groups)
+        padding = tokens.padding
+        if padding is None:
+            padding = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+        observed = ~padding[:: tokens.groups]  # a patch is observed in all channels or in none
+        return pool_over_observed(x, observed, self.config.pool)
 
     def forward_tokens(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Patch tokens ``[N, L, dim]``; ``mask [N, T]`` bool, False = masked timestamp."""
-        _check_batch("patch_transformer", x, self.in_channels, mask)
-        return self._encode(x, mask)[0]
-
-    def _encode(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        N, C, T = x.shape
-        if T > self.max_length:
-            raise DataError(
-                f"backbone 'patch_transformer' was built for series of at most {self.max_length} steps "
-                f"({self.max_patches} patches); got {T}. Build it with the longest series length."
-            )
-        patches, patch_observed = self._patches(x, mask)
-        L = patches.shape[2]
-        if self.config.channel_mode == "independent":
-            tokens = self.patch_embed(patches).reshape(N * C, L, -1)  # channels share the weights
-            ignore = (~patch_observed).repeat_interleave(C, dim=0)
-        else:
-            tokens = self.patch_embed(patches.permute(0, 2, 1, 3).reshape(N, L, -1))
-            ignore = ~patch_observed
-        tokens = tokens + self.pos_embed[:L]
-        # Attention skips patches without an observed step, unless a series has none at all.
-        ignore = ignore & ~ignore.all(dim=1, keepdim=True)
-        tokens = self.norm(self.transformer(tokens, src_key_padding_mask=ignore))
-        if self.config.channel_mode == "independent":
-            tokens = self.channel_merge(tokens.reshape(N, C, L, -1).permute(0, 2, 1, 3).reshape(N, L, -1))
-        return tokens, patch_observed
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_batch("patch_transformer", x, self.in_channels, None)
-        tokens, patch_observed = self._encode(x, None)
-        return pool_over_observed(tokens, patch_observed, self.config.pool)
+        tokens = self.encode(self._tokenize(x, mask))
+        return self._merge_channels(tokens.x, tokens.groups)
 
 
 __all__ = [

@@ -1,20 +1,28 @@
-"""Datasets: built-in ones, folders of images, ``.npy``/``.npz`` files and time series, all as in-memory tensors.
+"""Datasets as sources of samples read on demand (see :mod:`selfsup.data.base`).
 
-Use :func:`load_dataset` with a built-in name (``"digits"``), ``"folder:PATH"``, ``"arrays:PATH"``,
-``"ucr:NAME"`` / ``"uea:NAME"`` (aeon's shipped UCR/UEA datasets), ``"series:PATH"`` or a bare
-path; it returns a :class:`DatasetSplits` of :class:`ArrayDataset` (images ``[N, C, H, W]``
-float32 in ``[0, 1]``, vectors ``[N, D]`` float32, series ``[N, C, T]`` float32 with NaN for
-missing values, labels ``[N]`` int64 or ``None``).
+Use :func:`load_dataset` with a built-in name (``"digits"``, ``"fashion_mnist"``),
+``"folder:PATH"``, ``"arrays:PATH"``, ``"idx:DIR"`` (MNIST-format IDX files), ``"ucr:NAME"`` /
+``"uea:NAME"`` (aeon's shipped UCR/UEA datasets), ``"series:PATH"`` or a bare path; it returns a
+:class:`DatasetSplits` of sources: image folders are decoded when read (uint8), ``.npy`` files are
+memory-mapped, the rest is in memory (images ``[N, C, H, W]`` uint8 or float32 in ``[0, 1]``,
+vectors ``[N, D]`` float32, series ``[N, C, T]`` float32 with NaN for missing values, labels
+``[N]`` int64 or ``None``). Each source names its modality (:mod:`selfsup.data.modalities`).
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from selfsup.data.base import ArrayDataset, DatasetSplits
+from selfsup.config import build_dataclass
+from selfsup.data.base import ArrayDataset, Batch, DatasetSplits, SampleSource
 from selfsup.data.builtin import DATASETS
+from selfsup.data.idx import load_idx_folder, parse_idx_spec
+from selfsup.data.loader import check_batch, iterate, make_loader, materialize
+from selfsup.data.modalities import MODALITIES, Modality, get_modality, list_modalities, register_modality
 from selfsup.data.files import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, load_arrays, load_image_folder
 from selfsup.data.timeseries import (
     SERIES_FILE_EXTENSIONS, fill_missing, list_timeseries_datasets, load_series, load_ucr, observed_mask,
@@ -22,7 +30,7 @@ from selfsup.data.timeseries import (
 from selfsup.errors import ConfigError, DataError
 
 _FORMS = (
-    "a directory of images, a .npy/.npz file, 'folder:PATH' or 'arrays:PATH'; for time series "
+    "a directory of images, a .npy/.npz file, 'folder:PATH', 'arrays:PATH' or 'idx:DIR' (MNIST-format files); for time series "
     "'ucr:NAME' (shipped: " + ", ".join(n.split(":", 1)[1] for n in list_timeseries_datasets()) + "), "
     "a .ts/.csv/.tsv file or 'series:PATH' (.npy/.npz [N, T] or [N, C, T])"
 )
@@ -41,7 +49,26 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
-def load_dataset(spec: str | os.PathLike[str], skip_bad_files: bool = False) -> DatasetSplits:
+@dataclass
+class DataOptions:
+    """Options of the ``data`` component (``--set data.image_size=64``); later modalities add theirs.
+
+    Attributes:
+        image_size: image files are resized to this when read: an int (square) or ``[H, W]``
+            (default: the most common size in the folder).
+    """
+
+    image_size: Any = None
+
+
+def data_options(params: dict[str, Any] | None) -> DataOptions:
+    """``params`` of the data component checked against :class:`DataOptions` (unknown keys listed)."""
+    return build_dataclass(DataOptions, params or {}, where="data")
+
+
+def load_dataset(
+    spec: str | os.PathLike[str], skip_bad_files: bool = False, options: DataOptions | dict[str, Any] | None = None,
+) -> DatasetSplits:
     """Load a dataset from a spec and return its train (and, when there is one, test) split.
 
     ``spec`` is, in this order of precedence: a built-in name (see :func:`list_datasets`);
@@ -53,10 +80,11 @@ def load_dataset(spec: str | os.PathLike[str], skip_bad_files: bool = False) -> 
     :func:`~selfsup.data.timeseries.load_series`); or a bare path (a directory is read as images,
     a ``.npy``/``.npz`` file as arrays, a ``.ts``/``.csv``/``.tsv`` file as time series). Write
     ``./digits`` to read a local folder that shares a built-in name. ``skip_bad_files`` only
-    applies to image folders.
+    applies to image folders; ``options`` are the data component's (:class:`DataOptions`).
     """
+    opts = options if isinstance(options, DataOptions) else data_options(options)
     if isinstance(spec, os.PathLike):
-        return _load_path(Path(spec).expanduser(), str(spec), skip_bad_files)
+        return _load_path(Path(spec).expanduser(), str(spec), skip_bad_files, opts)
     if not isinstance(spec, str):
         raise ConfigError(f"a dataset spec must be a string or a path, got {type(spec).__name__}")
     text = spec.strip()
@@ -70,7 +98,9 @@ def load_dataset(spec: str | os.PathLike[str], skip_bad_files: bool = False) -> 
         if not rest.strip():
             raise ConfigError(f"dataset spec {spec!r} has no path after '{prefix}:'")
         target = Path(rest.strip()).expanduser()
-        return load_image_folder(target, skip_bad_files) if prefix.lower() == "folder" else load_arrays(target)
+        return load_image_folder(target, skip_bad_files, opts.image_size) if prefix.lower() == "folder" else load_arrays(target)
+    if sep and prefix.lower() == "idx":
+        return parse_idx_spec(rest)
     if sep and prefix.lower() == "series":
         if not rest.strip():
             raise ConfigError(f"dataset spec {spec!r} has no path after 'series:'")
@@ -83,12 +113,12 @@ def load_dataset(spec: str | os.PathLike[str], skip_bad_files: bool = False) -> 
         if _looks_like_path(name) or Path(name).expanduser().is_dir():
             return load_series(Path(name).expanduser())
         return load_ucr(name)
-    return _load_path(Path(text).expanduser(), text, skip_bad_files)
+    return _load_path(Path(text).expanduser(), text, skip_bad_files, opts)
 
 
-def _load_path(path: Path, text: str, skip_bad_files: bool) -> DatasetSplits:
+def _load_path(path: Path, text: str, skip_bad_files: bool, opts: DataOptions) -> DatasetSplits:
     if path.is_dir():
-        return load_image_folder(path, skip_bad_files)
+        return load_image_folder(path, skip_bad_files, opts.image_size)
     if path.exists():
         suffix = path.suffix.lower()
         if suffix in ARRAY_EXTENSIONS:
@@ -112,7 +142,9 @@ def _load_path(path: Path, text: str, skip_bad_files: bool) -> DatasetSplits:
 
 
 __all__ = [
-    "ArrayDataset", "DatasetSplits", "DATASETS", "load_dataset", "list_datasets", "list_timeseries_datasets",
+    "ArrayDataset", "Batch", "SampleSource", "DatasetSplits", "DataOptions", "data_options", "make_loader", "iterate",
+    "materialize", "check_batch", "Modality", "MODALITIES", "get_modality", "list_modalities", "register_modality",
+    "load_idx_folder", "DATASETS", "load_dataset", "list_datasets", "list_timeseries_datasets",
     "load_image_folder", "load_arrays", "load_series", "load_ucr", "observed_mask", "fill_missing",
     "IMAGE_EXTENSIONS",
 ]

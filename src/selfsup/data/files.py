@@ -11,11 +11,12 @@ import os
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from selfsup.data.base import ArrayDataset, DatasetSplits
+from selfsup.data.base import ArrayDataset, BadSample, DatasetSplits, SampleSource
 from selfsup.errors import DataError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -80,29 +81,11 @@ def _scan_split(folder: Path) -> tuple[list[Path], list[str] | None]:
 
 
 _GRAY_MODES = {"1", "L", "LA", "La"}
-_WIDE_GRAY_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
-
-
-def _read_image(path: Path) -> np.ndarray:
-    """One image file as ``[H, W, C]`` float32 in ``[0, 1]`` with ``C`` = 1 (grayscale) or 3 (colour)."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img.load()
-        mode = img.mode
-        if mode in _WIDE_GRAY_MODES:  # 16-bit grayscale (PNG, TIFF)
-            arr = np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0.0, 1.0)[..., None]
-        elif mode == "F":  # float TIFF: assumed to be in [0, 1] already
-            arr = np.clip(np.nan_to_num(np.asarray(img, dtype=np.float32)), 0.0, 1.0)[..., None]
-        elif mode in _GRAY_MODES:
-            arr = np.asarray(img.convert("L"), dtype=np.float32)[..., None] / 255.0
-        else:  # RGB, RGBA (alpha dropped), CMYK, YCbCr, palette, ...
-            rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-            if mode in ("P", "PA") and np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
-                arr = rgb[..., :1]  # a palette image that only holds grays (common for GIFs)
-            else:
-                arr = rgb
-    return np.ascontiguousarray(arr)
+_WIDE_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}  # 16-bit and float images: kept as float32
+# Folders up to this many files have every header checked when they are opened (an unreadable
+# file is reported before training starts); larger folders have this many, evenly spaced, checked
+# and the rest are checked when a worker decodes them.
+HEADER_SCAN_LIMIT = 10_000
 
 
 def _why_unreadable(err: Exception) -> str:
@@ -114,75 +97,175 @@ def _why_unreadable(err: Exception) -> str:
     return text or type(err).__name__
 
 
-def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of ``[H, W, C]`` float32 to ``size`` = ``(H, W)``, channel by channel."""
+def _header(path: Path) -> tuple[tuple[int, int], str]:
+    """``((height, width), mode)`` read from the file's header only (no pixel decoding)."""
     from PIL import Image
 
-    height, width = size
-    channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., c])).resize((width, height), Image.Resampling.BILINEAR))
-        for c in range(arr.shape[-1])
-    ]
-    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+    with Image.open(path) as img:
+        return (img.height, img.width), img.mode
 
 
-def _read_all(files: list[Path], skip_bad_files: bool, root: Path) -> tuple[list[np.ndarray], list[int]]:
-    """Read ``files``; returns the arrays and the indices (into ``files``) that were readable."""
-    arrays: list[np.ndarray] = []
-    kept: list[int] = []
-    bad: list[str] = []
-    for i, path in enumerate(files):
+def decode_image(path: Path, channels: int, size: tuple[int, int], wide: bool) -> np.ndarray:
+    """One image file as ``[C, H, W]``: uint8, or float32 in ``[0, 1]`` when ``wide`` (16-bit / float
+    sources), with ``channels`` channels (gray repeated to RGB; colour converted to gray) and
+    resized to ``size`` = ``(H, W)`` (bilinear) when it differs."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        mode = img.mode
+        if wide:
+            if mode in _WIDE_MODES:
+                arr = np.asarray(img, dtype=np.float32)
+                arr = np.clip(np.nan_to_num(arr) / (1.0 if mode == "F" else 65535.0), 0.0, 1.0)[..., None]
+            else:
+                arr = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
+                arr = arr if arr.ndim == 3 else arr[..., None]
+            if arr.shape[:2] != size:
+                arr = np.stack([np.asarray(Image.fromarray(arr[..., c]).resize((size[1], size[0]), Image.Resampling.BILINEAR))
+                                for c in range(arr.shape[-1])], axis=-1)
+        else:
+            img = img.convert("L" if channels == 1 else "RGB")
+            if (img.height, img.width) != size:
+                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            arr = np.asarray(img, dtype=np.uint8)
+            arr = arr if arr.ndim == 3 else arr[..., None]
+    if arr.shape[-1] != channels:
+        arr = np.repeat(arr, channels, axis=-1)
+    return np.array(arr.transpose(2, 0, 1), order="C")  # a writable copy (PIL's buffer is read-only)
+
+
+class ImageFolderSource(SampleSource):
+    """Image files read on demand: each DataLoader worker decodes its own files.
+
+    Samples are ``[C, H, W]`` uint8 (float32 in ``[0, 1]`` when the folder holds 16-bit or float
+    images), all of one channel count and one size, so they stack into batches.
+
+    Args:
+        files: the image files, in a fixed order (a sample's index is its position here).
+        labels: ``[N]`` class indices, or ``None``.
+        channels: 1 (every checked image is grayscale) or 3.
+        size: ``(H, W)`` every image is resized to when it differs.
+        wide: decode to float32 (16-bit or float images present) instead of uint8.
+    """
+
+    def __init__(
+        self, files: list[Path], labels: torch.Tensor | None, name: str, class_names: list[str] | None,
+        channels: int, size: tuple[int, int], wide: bool,
+    ) -> None:
+        self.files = files
+        self.labels = labels
+        self.name = name
+        self.modality = "image"
+        self.class_names = class_names
+        self.channels, self.size, self.wide = channels, size, wide
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return (self.channels, *self.size)
+
+    def sample_id(self, index: int) -> str:
+        return str(self.files[index])
+
+    def __getitem__(self, index: int) -> dict[str, Any] | BadSample:
+        path = self.files[index]
         try:
-            arrays.append(_read_image(path))
+            x = torch.from_numpy(decode_image(path, self.channels, self.size, self.wide))
         except MemoryError:
             raise
         except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... for broken files
+            return BadSample(str(path), _why_unreadable(err))
+        sample: dict[str, Any] = {"x": x, "index": torch.tensor(index)}
+        if self.labels is not None:
+            sample["y"] = self.labels[index]
+        return sample
+
+    def subset(self, indices: Any) -> "ImageFolderSource":
+        index = torch.as_tensor(indices, dtype=torch.int64).tolist()
+        return ImageFolderSource(
+            [self.files[i] for i in index], None if self.labels is None else self.labels[index],
+            self.name, self.class_names, self.channels, self.size, self.wide,
+        )
+
+    @property
+    def x(self) -> torch.Tensor:
+        """Every image decoded into one tensor ``[N, C, H, W]`` (small folders and tests only)."""
+        samples = [self[i] for i in range(len(self))]
+        bad = [s for s in samples if isinstance(s, BadSample)]
+        if bad:
+            raise DataError(f"{bad[0].sample_id} is not a readable image ({bad[0].reason}); remove it or pass skip_bad_files=True")
+        return torch.stack([s["x"] for s in samples])  # type: ignore[index]
+
+
+def _check_headers(
+    files: list[Path], skip_bad_files: bool, root: Path,
+) -> tuple[list[int], Counter, set[str]]:
+    """Read the headers of ``files`` (all of them up to :data:`HEADER_SCAN_LIMIT`, else an evenly
+    spaced sample); returns the indices that are readable, the sizes seen and the modes seen."""
+    if len(files) <= HEADER_SCAN_LIMIT:
+        checked = list(range(len(files)))
+    else:
+        checked = sorted(set(np.linspace(0, len(files) - 1, HEADER_SCAN_LIMIT).astype(int).tolist()))
+    sizes: Counter = Counter()
+    modes: set[str] = set()
+    bad: dict[int, str] = {}
+    for i in checked:
+        try:
+            size, mode = _header(files[i])
+        except MemoryError:
+            raise
+        except Exception as err:
             reason = _why_unreadable(err)
             if not skip_bad_files:
                 raise DataError(
-                    f"{path} is not a readable image ({reason}); remove it or pass skip_bad_files=True"
+                    f"{files[i]} is not a readable image ({reason}); remove it or pass skip_bad_files=True"
                 ) from err
-            bad.append(f"{path} ({reason})")
+            bad[i] = f"{files[i]} ({reason})"
             continue
-        kept.append(i)
+        sizes[size] += 1
+        modes.add(mode)
     if bad:
-        listed = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
+        listed = "; ".join(list(bad.values())[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
         warnings.warn(f"skipped {len(bad)} unreadable image file(s) in {root}: {listed}", stacklevel=3)
-    return arrays, kept
+    kept = [i for i in range(len(files)) if i not in bad]
+    return kept, sizes, modes
 
 
-def _harmonise(arrays: list[np.ndarray], root: Path) -> np.ndarray:
-    """Stack ``[H, W, C]`` arrays into ``[N, C, H, W]``: one channel count and one (most common) size."""
-    channels = 1 if all(a.shape[-1] == 1 for a in arrays) else 3
-    sizes = Counter(a.shape[:2] for a in arrays)
+def _image_size(value: Any, sizes: Counter, root: Path, total: int) -> tuple[int, int]:
+    """``data.image_size`` (an int or ``[H, W]``), else the most common size (warned when several)."""
+    if value is not None:
+        size = (int(value), int(value)) if isinstance(value, (int, float)) else tuple(int(v) for v in value)
+        if len(size) != 2 or min(size) < 1:
+            raise DataError(f"data.image_size must be a positive int or [height, width]; got {value!r}")
+        return size  # type: ignore[return-value]
     target: tuple[int, int] = sizes.most_common(1)[0][0]
     if len(sizes) > 1:
-        n_resized = sum(n for size, n in sizes.items() if size != target)
+        others = sum(n for s, n in sizes.items() if s != target)
         warnings.warn(
-            f"images in {root} have {len(sizes)} different sizes; resized {n_resized} of {len(arrays)} "
-            f"to {target[0]}x{target[1]} (the most common size, height x width) with bilinear interpolation",
+            f"images in {root} have {len(sizes)} different sizes; {others} of {sum(sizes.values())} checked "
+            f"(of {total}) are resized to {target[0]}x{target[1]} (the most common size, height x width) with "
+            f"bilinear interpolation when read; set data.image_size to choose the size",
             stacklevel=3,
         )
-    out = np.empty((len(arrays), channels, target[0], target[1]), dtype=np.float32)
-    for i, arr in enumerate(arrays):
-        if arr.shape[:2] != target:
-            arr = _resize(arr, target)
-        if arr.shape[-1] != channels:
-            arr = np.repeat(arr, channels, axis=-1)
-        out[i] = arr.transpose(2, 0, 1)
-    return out
+    return target
 
 
-def load_image_folder(path: str | os.PathLike[str], skip_bad_files: bool = False) -> DatasetSplits:
-    """Load a directory of image files into ``[N, C, H, W]`` float32 tensors in ``[0, 1]``.
+def load_image_folder(
+    path: str | os.PathLike[str], skip_bad_files: bool = False, image_size: Any = None,
+) -> DatasetSplits:
+    """Open a directory of image files as sources read on demand (see :class:`ImageFolderSource`).
 
     Layouts: ``root/train/<class>/*`` and ``root/test/<class>/*`` (two labeled splits),
     ``root/<class>/*`` (one labeled train split) or ``root/*`` (one unlabeled train split).
     Class ``i`` is the ``i``-th class folder name in sorted order. Images become grayscale
-    (``C=1``) if all are grayscale, else RGB (``C=3``); images of other sizes are resized to
-    the most common size (with a warning). Unreadable files raise a :class:`DataError`, or are
-    skipped with a warning when ``skip_bad_files`` is true.
-    """
+    (``C=1``) if all checked images are grayscale, else RGB (``C=3``); images of other sizes are
+    resized when read, to ``image_size`` (an int or ``(H, W)``) or else the most common size (with
+    a warning). Unreadable files raise a :class:`DataError`, or are skipped with a warning when
+    ``skip_bad_files`` is true: at opening for the headers checked then, when read for the others.
+        """
     root = Path(path).expanduser()
     if not root.exists():
         raise DataError(f"{root} does not exist; pass a directory of images ({_FOLDER_LAYOUTS})")
@@ -221,22 +304,27 @@ def load_image_folder(path: str | os.PathLike[str], skip_bad_files: bool = False
             f"use class folders in both, or loose images in both"
         )
 
-    # Read every split first: channel count and image size are chosen over all of them together.
-    arrays: list[np.ndarray] = []
-    counts: dict[str, int] = {}
+    # Check every split's headers first: channel count and image size are chosen over all of them.
+    kept_files: dict[str, list[Path]] = {}
     labels: dict[str, list[str] | None] = {}
+    sizes: Counter = Counter()
+    modes: set[str] = set()
     for split, (files, classes) in scanned.items():
-        read, kept = _read_all(files, skip_bad_files, split_dirs[split])
-        arrays.extend(read)
-        counts[split] = len(read)
+        kept, split_sizes, split_modes = _check_headers(files, skip_bad_files, split_dirs[split])
+        sizes.update(split_sizes)
+        modes |= split_modes
+        kept_files[split] = [files[i] for i in kept]
         labels[split] = None if classes is None else [classes[i] for i in kept]
-    if counts["train"] == 0:
+    if not kept_files["train"]:
         raise DataError(f"no readable image files found in {split_dirs['train']}; accepted extensions: {_ACCEPTED_IMAGES}")
-    if counts.get("test", 1) == 0:
+    if "test" in kept_files and not kept_files["test"]:
         warnings.warn(f"no readable images in {split_dirs['test']}; using {root} without a test split", stacklevel=2)
-        counts.pop("test")
+        kept_files.pop("test")
         labels.pop("test")
-    x_all = _harmonise(arrays, root)
+    total = sum(len(f) for f in kept_files.values())
+    size = _image_size(image_size, sizes, root, total)
+    channels = 1 if modes <= (_GRAY_MODES | _WIDE_MODES) else 3
+    wide = bool(modes & _WIDE_MODES)
 
     class_names: list[str] | None = None
     if labels["train"] is not None:
@@ -249,17 +337,14 @@ def load_image_folder(path: str | os.PathLike[str], skip_bad_files: bool = False
             )
 
     index = {name: i for i, name in enumerate(class_names or [])}
-    datasets: dict[str, ArrayDataset] = {}
-    start = 0
-    for split, count in counts.items():
+    sources: dict[str, ImageFolderSource] = {}
+    for split, files in kept_files.items():
         names_of = labels[split]
         y = None if names_of is None else torch.tensor([index[n] for n in names_of], dtype=torch.int64)
-        datasets[split] = ArrayDataset(
-            x=torch.from_numpy(x_all[start:start + count]), y=y, name=str(root), modality="image",
-            class_names=None if class_names is None else list(class_names),
+        sources[split] = ImageFolderSource(
+            files, y, str(root), None if class_names is None else list(class_names), channels, size, wide,
         )
-        start += count
-    return DatasetSplits(train=datasets["train"], test=datasets.get("test"))
+    return DatasetSplits(train=sources["train"], test=sources.get("test"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,7 +353,11 @@ def load_image_folder(path: str | os.PathLike[str], skip_bad_files: bool = False
 
 
 def _prepare_x(x: np.ndarray, where: str) -> tuple[torch.Tensor, str]:
-    """Validate samples; returns ``[N, C, H, W]`` (image) or ``[N, D]`` (vector) float32 and the modality."""
+    """Validate samples; returns ``[N, C, H, W]`` (image) or ``[N, D]`` (vector) and the modality.
+
+    uint8 images stay uint8; a memory-mapped uint8 or float32 array stays a memory map (numpy);
+    anything else becomes a float32 tensor in memory (integer images scaled to ``[0, 1]``).
+    """
     if x.dtype.kind not in "biuf":
         raise DataError(f"{where} has dtype {x.dtype}; samples must be a numeric array (float or integer)")
     if x.ndim not in (2, 3, 4):
@@ -287,10 +376,16 @@ def _prepare_x(x: np.ndarray, where: str) -> tuple[torch.Tensor, str]:
             f"[N, C, H, W]: save x.transpose(0, 3, 1, 2) instead"
         )
 
+    if modality == "image" and x.dtype == np.uint8:
+        # uint8 images stay uint8 (and a memory map stays mapped): the image modality divides
+        # by 255 on the device.
+        return (x if isinstance(x, np.memmap) else torch.from_numpy(np.ascontiguousarray(x))), modality
+    if isinstance(x, np.memmap) and x.dtype == np.float32:
+        _check_finite_in_chunks(x, where)
+        _warn_out_of_range(x, modality, where)
+        return x, modality
     if modality == "image" and x.dtype.kind in "iu":
-        if x.dtype == np.uint8:
-            scale = 255.0
-        elif x.dtype == np.uint16:
+        if x.dtype == np.uint16:
             scale = 65535.0
         elif x.min() >= 0 and x.max() <= 255:
             scale = 255.0
@@ -302,21 +397,34 @@ def _prepare_x(x: np.ndarray, where: str) -> tuple[torch.Tensor, str]:
         out = x.astype(np.float32) / np.float32(scale)
     else:
         out = x.astype(np.float32)
-
-    finite = np.isfinite(out.reshape(out.shape[0], -1)).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise DataError(
-            f"{where} has NaN or infinite values (or values too large for float32) in {len(bad)} sample(s), "
-            f"the first at sample index {int(bad[0])}; remove or impute those samples"
-        )
-    if modality == "image" and x.dtype.kind == "f" and (out.min() < 0.0 or out.max() > 1.0):
-        warnings.warn(
-            f"{where}: float images have values in [{out.min():.3g}, {out.max():.3g}], outside [0, 1]; "
-            f"the image views expect [0, 1] (divide 0..255 images by 255)",
-            stacklevel=3,
-        )
+    _check_finite_in_chunks(out, where)
+    _warn_out_of_range(out if x.dtype.kind == "f" else None, modality, where)
     return torch.from_numpy(np.ascontiguousarray(out)), modality
+
+
+def _check_finite_in_chunks(x: np.ndarray, where: str, chunk: int = 4096) -> None:
+    """NaN/inf anywhere is an error naming the first bad sample; read in chunks (memory maps stay small)."""
+    for start in range(0, x.shape[0], chunk):
+        part = np.asarray(x[start:start + chunk], dtype=np.float32).reshape(min(chunk, x.shape[0] - start), -1)
+        finite = np.isfinite(part).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite) + start
+            raise DataError(
+                f"{where} has NaN or infinite values (or values too large for float32), the first at sample "
+                f"index {int(bad[0])}; remove or impute those samples"
+            )
+
+
+def _warn_out_of_range(x: np.ndarray | None, modality: str, where: str) -> None:
+    if modality != "image" or x is None:
+        return
+    low, high = float(x.min()), float(x.max())
+    if low < 0.0 or high > 1.0:
+        warnings.warn(
+            f"{where}: float images have values in [{low:.3g}, {high:.3g}], outside [0, 1]; "
+            f"the image views expect [0, 1] (divide 0..255 images by 255)",
+            stacklevel=4,
+        )
 
 
 def _prepare_y(y: np.ndarray, n: int, where: str, x_where: str) -> np.ndarray:
@@ -352,7 +460,8 @@ def _open_arrays(path: Path, object_error: str | None = None, expected: str | No
     hint appended to the generic one); ``expected``: what the generic message says the file should hold.
     """
     try:
-        loaded = np.load(path, allow_pickle=False)
+        # A plain .npy is memory-mapped: rows are read when a batch asks for them.
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r" if path.suffix.lower() == ".npy" else None)
         if isinstance(loaded, np.ndarray):
             return {"": loaded}
         with loaded as npz:
@@ -361,7 +470,7 @@ def _open_arrays(path: Path, object_error: str | None = None, expected: str | No
         raise
     except Exception as err:
         reason = str(err).strip() or type(err).__name__
-        pickled = "allow_pickle" in reason
+        pickled = "allow_pickle" in reason or "Python objects" in reason
         if pickled and object_error is not None:
             raise DataError(f"{path} {object_error}") from err
         hint = " (save plain numeric arrays, not Python objects)" if pickled else ""
@@ -405,7 +514,7 @@ def load_arrays(path: str | os.PathLike[str]) -> DatasetSplits:
     def where(key: str) -> str:
         return str(p) if key == "" else f"{p} (key {key!r})"
 
-    xs: dict[str, torch.Tensor] = {}
+    xs: dict[str, Any] = {}
     ys: dict[str, np.ndarray | None] = {}
     modality = "vector"
     for split, (x_key, y_key) in parts.items():

@@ -17,7 +17,7 @@ import numpy as np
 
 from selfsup.errors import ConfigError, DataError
 from selfsup.evaluate.linear import _fit_predict, linear_probe
-from selfsup.evaluate.results import ArrayLike, ProbeResult, check_probe_inputs, features_numpy, labels_numpy
+from selfsup.evaluate.common import ArrayLike, ProbeResult, check_probe_inputs, features_numpy, labels_numpy
 
 # The labelled subset is split to choose C only when each of its classes has this many samples
 # (then a 20% validation part holds at least one sample per class); below it C is fixed.

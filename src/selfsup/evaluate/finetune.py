@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from selfsup.errors import ConfigError, DataError
-from selfsup.evaluate.results import ArrayLike, ProbeResult, labels_numpy, pick_best, stratified_split
+from selfsup.evaluate.common import ArrayLike, ProbeResult, labels_numpy, pick_best, stratified_split
 
 
 def _as_inputs(x: ArrayLike, name: str) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.errors import ConfigError
-from selfsup.evaluate.results import (
+from selfsup.evaluate.common import (
     ArrayLike,
     ProbeResult,
     check_probe_inputs,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from selfsup.errors import ConfigError, DataError
-from selfsup.evaluate.results import (
+from selfsup.evaluate.common import (
     ArrayLike,
     ProbeResult,
     check_probe_inputs,

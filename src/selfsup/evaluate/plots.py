@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import torch
+
+from selfsup.core.io import write_atomic
+from selfsup.evaluate.embed import embed_source
+from selfsup.evaluate.rankme import singular_values
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the non-interactive backend is chosen)
 
 PLOT_FILE = "training.png"
 
@@ -23,16 +31,9 @@ def write_training_plot(
     ``spectra`` maps a label ("pretrained", "random-init") to descending singular values; when
     it is absent and ``method``/``data`` are given, the pretrained spectrum is computed here.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from selfsup.evaluate.rankme import singular_values
-    from selfsup.train.callbacks import embed_in_batches
-
     if spectra is None and method is not None and data is not None:
-        embeddings = embed_in_batches(method.encoder, data.x[:2048], device=next(method.parameters()).device)
+        subset = data.subset(range(min(len(data), 2048)))
+        embeddings, _ = embed_source(method.encoder, subset, device=next(method.parameters()).device)
         spectra = {"pretrained": singular_values(embeddings)}
     spectra = spectra or {}
 
@@ -71,8 +72,8 @@ def write_training_plot(
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(run_dir) / PLOT_FILE
-    tmp = path.with_name("training.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    finally:
+        plt.close(fig)
     return path

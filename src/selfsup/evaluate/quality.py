@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.errors import ConfigError, DataError
-from selfsup.evaluate.results import ArrayLike, labels_numpy, stratified_split
+from selfsup.evaluate.knn import knn_predict
+from selfsup.evaluate.common import ArrayLike, labels_numpy, stratified_split
 
 
 def _as_float64(embeddings: ArrayLike, name: str = "embeddings") -> torch.Tensor:
@@ -293,8 +294,6 @@ def online_probes(
     Returns:
         ``{"knn_acc": ..., "linear_acc": ...}``.
     """
-    from selfsup.evaluate.knn import knn_predict
-
     z = _as_float64(embeddings)
     y = labels_numpy(labels, "labels")
     if y.size != z.shape[0]:

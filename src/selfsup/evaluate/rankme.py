@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from selfsup.errors import ConfigError, DataError
-from selfsup.evaluate.results import ArrayLike
+from selfsup.evaluate.common import ArrayLike
 
 
 def _as_float64_matrix(embeddings: ArrayLike) -> np.ndarray:

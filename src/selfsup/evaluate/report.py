@@ -22,7 +22,6 @@ import html
 import io
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,18 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from selfsup.core.io import write_atomic
+from selfsup.core.schedules import warmup_cosine
+from selfsup.data import load_dataset
+from selfsup.data.loader import materialize
+from selfsup.errors import DataError
+from selfsup.evaluate.embed import embed_in_batches
+from selfsup.evaluate.rankme import rankme, singular_values
+from selfsup.evaluate.results import _format_cell as format_cell
+from selfsup.evaluate.risk import COLUMNS as RISK_COLUMNS
+from selfsup.evaluate.run import evaluation_groups, random_init_method
+from selfsup.rundir import METRICS_FILE, check_same_shape, load_run
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "report"
@@ -77,22 +88,11 @@ def write_report(run_dir: str | Path, data_spec: str | None = None, max_points: 
     Returns:
         the path of ``report.html``.
     """
-    from selfsup.data import load_dataset
-    from selfsup.errors import DataError
-    from selfsup.evaluate.rankme import rankme, singular_values
-    from selfsup.evaluate.run import random_init_method
-    from selfsup.train.callbacks import embed_in_batches
-    from selfsup.train.runner import load_run
-
     run_dir = Path(run_dir)
     config, method, _ = load_run(run_dir)  # clear errors for a missing or incomplete run directory
     metrics = read_metrics(run_dir)
-    data = load_dataset(data_spec or config.data, skip_bad_files=config.skip_bad_files)
-    if tuple(data.train.sample_shape) != tuple(method.encoder.input_shape):
-        raise DataError(
-            f"the run was trained on samples of shape {tuple(method.encoder.input_shape)}, but {data.train.name} has "
-            f"samples of shape {tuple(data.train.sample_shape)}; report on data of the same shape"
-        )
+    data = load_dataset(data_spec or config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params)
+    check_same_shape(method, data.train, "report")
 
     x, labels = sample_for_plots(data, max_points, config.train.seed)
     class_names = data.train.class_names
@@ -112,10 +112,10 @@ def write_report(run_dir: str | Path, data_spec: str | None = None, max_points: 
     figures_dir.mkdir(exist_ok=True)
     for figure in figures:
         if figure.png:
-            _write_atomic(figures_dir / f"{figure.name}.png", figure.png)
+            write_atomic(figures_dir / f"{figure.name}.png", figure.png)
     page = render_html(run_dir, config, metrics, figures, data.train.name, labels is not None)
     path = run_dir / REPORT_FILE
-    _write_atomic(path, page.encode("utf-8"))
+    write_atomic(path, page.encode("utf-8"))
     return path
 
 
@@ -127,8 +127,9 @@ def sample_for_plots(data: Any, max_points: int, seed: int) -> tuple[torch.Tenso
     xs, ys, start = [], [], 0
     for part, size in zip(parts, sizes):
         local = pick[(pick >= start) & (pick < start + size)] - start
-        xs.append(part.x[local])
-        ys.append(None if part.y is None else part.y[local])
+        if len(local):  # read only the picked samples, in batches
+            xs.append(materialize(part.subset(local))["x"])
+            ys.append(None if part.labels is None else part.labels[local])
         start += size
     labels = None if any(y is None for y in ys) else torch.cat(ys).numpy()
     return torch.cat(xs), labels
@@ -140,9 +141,6 @@ def sample_for_plots(data: Any, max_points: int, seed: int) -> tuple[torch.Tenso
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     """The run's ``metrics.json`` (``{}`` before the first session has finished)."""
-    from selfsup.errors import DataError
-    from selfsup.train.runner import METRICS_FILE
-
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return {}
@@ -241,8 +239,6 @@ def learning_rate(metrics: dict[str, Any], config: Any, run_dir: Path) -> tuple[
             if pairs:
                 return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]), "logged"
     # Not logged: the schedule the trainer follows (linear warm-up, then cosine), from the config.
-    from selfsup.train.module import warmup_cosine
-
     steps, epochs = metrics.get("steps"), metrics.get("epochs_done")
     if not (_is_number(steps) and _is_number(epochs)) or not steps or not epochs:
         return None
@@ -534,7 +530,7 @@ def _settings_html(config: Any, metrics: dict[str, Any]) -> str:
     settings = [
         ("method", config.method.name),
         ("backbone", config.backbone.name),
-        ("data", metrics.get("data", config.data)),
+        ("data", metrics.get("data", config.data.name)),
         ("views", config.views.name),
         ("epochs", epochs),
         ("steps", metrics.get("steps", "-")),
@@ -557,8 +553,6 @@ def _evaluation_html(metrics: dict[str, Any], labeled: bool) -> str:
             f"{head}<p class='note'>Not evaluated yet: run <code>selfsup evaluate RUN_DIR</code> "
             "(then <code>selfsup report RUN_DIR</code> again) to add the probe table.</p></section>"
         )
-    from selfsup.evaluate.run import evaluation_groups
-
     results: dict[str, dict[str, Any]] = evaluation["results"]
     columns = list(dict.fromkeys(c for row in results.values() for c in row))
     tables = "".join(_results_table(results, title, group) for title, group in evaluation_groups(results))
@@ -598,9 +592,6 @@ def _evaluation_html(metrics: dict[str, Any], labeled: bool) -> str:
 def _results_table(results: dict[str, dict[str, Any]], title: str, columns: list[str]) -> str:
     """One HTML table of ``results`` restricted to ``columns``: accuracies with the best in bold,
     few-label cells as mean±std, risk terms (errors, lower is better) with the lowest in bold."""
-    from selfsup.evaluate.results import _format_cell as format_cell
-    from selfsup.evaluate.risk import COLUMNS as RISK_COLUMNS
-
     def number(value: Any) -> float | None:
         if isinstance(value, dict) and _is_number(value.get("mean")):
             return float(value["mean"])
@@ -781,9 +772,3 @@ def _png(fig: Any, dpi: int = 100) -> bytes:
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.errors import ConfigError
-from selfsup.evaluate.results import ArrayLike, ProbeResult, check_probe_inputs, features_tensor, labels_numpy
+from selfsup.evaluate.common import ArrayLike, ProbeResult, check_probe_inputs, features_tensor, labels_numpy
 
 _BLOCK_ELEMENTS = 2**24  # entries of one [chunk, N_gallery] similarity block (64 MiB float32)
 

@@ -51,7 +51,7 @@ import numpy as np
 
 from selfsup.errors import ConfigError
 from selfsup.evaluate.linear import _fit_predict, linear_probe
-from selfsup.evaluate.results import (
+from selfsup.evaluate.common import (
     ArrayLike,
     ProbeResult,
     check_probe_inputs,

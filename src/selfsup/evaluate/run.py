@@ -13,43 +13,51 @@ import numpy as np
 import torch
 
 from selfsup.config import RunConfig
-from selfsup.data import ArrayDataset, DatasetSplits, load_dataset
-from selfsup.errors import DataError
+from selfsup.data import DatasetSplits, SampleSource, load_dataset
+from selfsup.data.loader import iterate, materialize
+from selfsup.evaluate.common import stratified_split
+from selfsup.evaluate.embed import embed_source
+from selfsup.evaluate.finetune import finetune_evaluate as finetune_encoder
+from selfsup.evaluate.plots import write_training_plot
 from selfsup.evaluate.rankme import rankme, singular_values
-from selfsup.evaluate.results import check_probe_names, evaluate_features, format_table, stratified_split
-from selfsup.methods.base import Method
+from selfsup.evaluate.results import check_probe_names, evaluate_features, format_table
+from selfsup.evaluate.risk import COLUMNS as RISK_COLUMNS
+from selfsup.evaluate.risk import risk_decomposition
+from selfsup.methods.base import Encoder, Method
+from selfsup.rundir import build_method, check_same_shape, load_run, write_metrics
 
 
-def holdout_split(data: ArrayDataset, test_fraction: float = 0.2, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
+def holdout_split(data: SampleSource, test_fraction: float = 0.2, seed: int = 0) -> tuple[SampleSource, SampleSource]:
     """A stratified train/test split of a labeled dataset that came without a test split."""
-    train_idx, test_idx = stratified_split(data.y.numpy(), test_fraction, seed)
-    pick = lambda i: ArrayDataset(data.x[i], data.y[i], data.name, data.modality, data.class_names)  # noqa: E731
-    return pick(torch.as_tensor(train_idx)), pick(torch.as_tensor(test_idx))
+    train_idx, test_idx = stratified_split(data.labels.numpy(), test_fraction, seed)
+    return data.subset(torch.as_tensor(train_idx)), data.subset(torch.as_tensor(test_idx))
 
 
-def _raw_features(x: torch.Tensor, method: Method) -> torch.Tensor:
-    """The raw-input baseline's features: samples flattened; series standardised as the encoder
-    does (TS2Vec's raw baseline is the normalised series) with missing values set to 0."""
-    x = x.float()
-    if x.ndim == 3:
-        x = torch.nan_to_num(method.encoder.standardize(x.to(method.encoder.mean.device)).cpu(), nan=0.0)
-    return x.flatten(1)
+@torch.no_grad()
+def raw_features(source: SampleSource, encoder: Encoder, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """The raw-input baseline's features ``[N, F]`` (the modality's: flattened pixels or vectors;
+    series standardised as the encoder does with missing values set to 0) and the sample indices,
+    read in batches."""
+    device = encoder.mean.device
+    parts, indices = [], []
+    for batch in iterate(source, batch_size):
+        x = batch["x"].to(device)
+        floats = encoder.modality.to_float(x)
+        parts.append(encoder.modality.raw_features(floats, encoder.standardize(x)).float().cpu())
+        indices.append(batch["index"])
+    return torch.cat(parts), torch.cat(indices)
 
 
 def random_init_method(config: RunConfig, like: Method) -> Method:
     """The same architecture as ``like``, freshly initialised with the run's seed."""
-    from selfsup.train.runner import build_method
-
     torch.manual_seed(config.train.seed)
     encoder = like.encoder
-    return build_method(config, encoder.input_shape, encoder.mean, encoder.std).eval()
+    return build_method(config, encoder.input_shape, encoder.mean, encoder.std, encoder.modality_name).eval()
 
 
 def evaluation_groups(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
     """The result columns split into ``(title, columns)`` groups: the probes (title ""), few-label
     cells (mean ± std over draws) and the risk-decomposition errors; empty groups left out."""
-    from selfsup.evaluate.risk import COLUMNS as RISK_COLUMNS
-
     columns = list(dict.fromkeys(c for row in results.values() for c in row))
     few_label = [c for c in columns if any(isinstance(row.get(c), dict) for row in results.values())]
     risk = [c for c in columns if c in RISK_COLUMNS.values()]
@@ -73,9 +81,10 @@ def _evaluation_tables(results: dict[str, dict[str, Any]]) -> str:
 
 def _add_finetune_and_risk(
     encoders: dict[str, torch.nn.Module],
-    train: ArrayDataset,
-    test: ArrayDataset,
+    train: SampleSource,
+    test: SampleSource,
     features: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    labels: tuple[torch.Tensor, torch.Tensor],
     results: dict[str, dict[str, Any]],
     chosen: dict[str, dict[str, Any]],
     details: dict[str, dict[str, Any]],
@@ -85,15 +94,15 @@ def _add_finetune_and_risk(
     pretrained_on_train: bool,
 ) -> str:
     """Fine-tune each encoder (not the raw input: a linear model on it is the linear probe) and/or
-    decompose each row's linear-probe risk; fills the tables in place and returns a note."""
-    from selfsup.evaluate.finetune import finetune_evaluate as finetune_encoder
-    from selfsup.evaluate.risk import risk_decomposition
-
+    decompose each row's linear-probe risk; fills the tables in place and returns a note.
+    Fine-tuning reads the labelled samples into memory (labelled sets are small)."""
     note = ""
     approximation = None
+    train_y, test_y = labels
     if finetune:
+        train_batch, test_batch = materialize(train), materialize(test)
         for name, encoder in encoders.items():
-            r = finetune_encoder(encoder, train.x, train.y, test.x, test.y, seed=seed)
+            r = finetune_encoder(encoder, train_batch["x"], train_batch["y"], test_batch["x"], test_batch["y"], seed=seed)
             results[name]["finetune"] = r.accuracy
             chosen[name]["finetune"] = r.chosen
             details[name]["finetune"] = r.details
@@ -104,7 +113,7 @@ def _add_finetune_and_risk(
     if risk:
         for name, (train_z, test_z) in features.items():
             r = risk_decomposition(
-                train_z, train.y, test_z, test.y, approximation_error=None if name == "raw input" else approximation, seed=seed
+                train_z, train_y, test_z, test_y, approximation_error=None if name == "raw input" else approximation, seed=seed
             )
             results[name].update(r.columns)
             chosen[name]["risk"] = r.chosen
@@ -151,23 +160,14 @@ def evaluate_run(
     Returns:
         the whole metrics record, with ``evaluation`` filled in.
     """
-    from selfsup.evaluate.plots import write_training_plot
-    from selfsup.train.callbacks import embed_in_batches
-    from selfsup.train.runner import load_run, write_metrics
-
     run_dir = Path(run_dir)
     if probes:
         check_probe_names(probes)  # a typo fails before anything is loaded
     if method is None or config is None:
         config, method, _ = load_run(run_dir)
     if data is None or data_spec is not None:
-        data = load_dataset(data_spec or config.data, skip_bad_files=config.skip_bad_files)
-    input_shape = method.encoder.input_shape
-    if tuple(data.train.sample_shape) != input_shape:
-        raise DataError(
-            f"the run was trained on samples of shape {input_shape}, but {data.train.name} has samples of shape "
-            f"{tuple(data.train.sample_shape)}; evaluate on data of the same shape"
-        )
+        data = load_dataset(data_spec or config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params)
+    check_same_shape(method, data.train, "evaluate")
     probes = tuple(probes or config.eval.probes)
     check_probe_names(probes)  # the run's own eval.probes too, before any embedding
     finetune = config.eval.finetune if finetune is None else finetune
@@ -182,10 +182,10 @@ def evaluate_run(
     details: dict[str, dict[str, Any]] = {}  # diagnostics of fewshot, retrieval, finetune, risk
     spectra: dict[str, np.ndarray] = {}
 
-    if train.y is None:
+    if train.labels is None:
         # Unlabeled data: only the label-free signal can be reported.
         for name, encoder in encoders.items():
-            z = embed_in_batches(encoder, train.x, device=device)
+            z, _ = embed_source(encoder, train, device=device)
             results[name] = {"rankme": rankme(z)}
             spectra[name] = singular_values(z)
         note = "the data has no labels: probes skipped, RankMe only"
@@ -197,13 +197,19 @@ def evaluate_run(
             note = "probe hyperparameters chosen on a split of the train set; test used once"
             if "svm" in probes:
                 note = "probe hyperparameters chosen on the train set only (SVM: C by 5-fold CV); test used once"
-        features = {
-            name: (embed_in_batches(encoder, train.x, device=device), embed_in_batches(encoder, test.x, device=device))
-            for name, encoder in encoders.items()
-        }
-        features["raw input"] = (_raw_features(train.x, method), _raw_features(test.x, method))
+        features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        indices: tuple[torch.Tensor, torch.Tensor] | None = None
+        for name, encoder in encoders.items():
+            (train_z, train_i), (test_z, test_i) = (embed_source(encoder, part, device=device) for part in (train, test))
+            features[name] = (train_z, test_z)
+            indices = (train_i, test_i)
+        (train_r, _), (test_r, _) = raw_features(train, method.encoder), raw_features(test, method.encoder)
+        features["raw input"] = (train_r, test_r)
+        assert indices is not None
+        # Labels of the samples that were read (an unreadable file skipped is skipped everywhere).
+        labels = (_labels_at(train, indices[0]), _labels_at(test, indices[1]))
         for name, (train_z, test_z) in features.items():
-            probe_results = evaluate_features(train_z, train.y, test_z, test.y, probes=probes, seed=config.train.seed)
+            probe_results = evaluate_features(train_z, labels[0], test_z, labels[1], probes=probes, seed=config.train.seed)
             results[name] = {col: v for r in probe_results.values() for col, v in r.table_cells().items()}
             chosen[name] = {probe: r.chosen for probe, r in probe_results.items()}
             details[name] = {p: r.details for p, r in probe_results.items() if p in ("fewshot", "retrieval")}
@@ -212,8 +218,8 @@ def evaluate_run(
                 spectra[name] = singular_values(train_z)
         if finetune or risk:
             note += _add_finetune_and_risk(
-                encoders, train, test, features, results, chosen, details, config.train.seed, finetune, risk,
-                pretrained_on_train=data_spec in (None, config.data) and data.test is not None,
+                encoders, train, test, features, labels, results, chosen, details, config.train.seed, finetune, risk,
+                pretrained_on_train=data_spec in (None, config.data.name) and data.test is not None,
             )
 
     record = write_metrics(
@@ -231,3 +237,11 @@ def evaluate_run(
     write_training_plot(run_dir, record, spectra=spectra)
     record["evaluation_table"] = _evaluation_tables(results)
     return record
+
+
+def _labels_at(source: SampleSource, index: torch.Tensor) -> torch.Tensor:
+    """``source``'s labels of the samples at ``index`` (batch indices are the root source's)."""
+    root = source
+    while hasattr(root, "parent"):
+        root = root.parent
+    return root.labels[index]

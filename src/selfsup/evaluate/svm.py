@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from selfsup.errors import ConfigError, DataError
-from selfsup.evaluate.results import ArrayLike, ProbeResult, check_probe_inputs, features_numpy, labels_numpy
+from selfsup.evaluate.common import ArrayLike, ProbeResult, check_probe_inputs, features_numpy, labels_numpy
 
 SVM_CS: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4, math.inf)
 # The reference code caps libsvm's iterations in the grid search (no cap in the plain fit).

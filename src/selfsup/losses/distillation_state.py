@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from selfsup.train.distributed import world_size
+from selfsup.core.distributed import world_size
 
 
 def _all_reduce_mean(x: torch.Tensor) -> torch.Tensor:

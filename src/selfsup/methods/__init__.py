@@ -6,33 +6,16 @@ A method is one short file: heads + loss (+ teacher), implementing :class:`Metho
 
 from __future__ import annotations
 
-from typing import Any
+import importlib as _importlib
+import pkgutil as _pkgutil
 
-from selfsup.methods.base import Encoder, Method, StepOutput
-from selfsup.registry import Registry
-
-METHODS: Registry[type[Method]] = Registry("method")
-register_method = METHODS.register
-
-
-def create_method(name: str, encoder: Encoder, **params: Any) -> Method:
-    from selfsup.config import build_dataclass
-
-    cls = METHODS.get(name)
-    config = build_dataclass(cls.Config, params, where=f"method {name!r}")
-    return cls(encoder, config)
-
-
-def list_methods() -> list[str]:
-    return METHODS.names()
-
-
-import importlib as _importlib  # noqa: E402
-import pkgutil as _pkgutil  # noqa: E402
+from selfsup.methods.base import (
+    METHODS, Encoder, Method, StepContext, StepOutput, create_method, list_methods, register_method,
+)
 
 # Every module of this package registers its method on import: a new method is one new file.
 for _module in _pkgutil.iter_modules(__path__):
-    if _module.name != "base":
+    if _module.name not in ("base", "build"):
         _importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["METHODS", "register_method", "create_method", "list_methods", "Method", "StepOutput", "Encoder"]
+__all__ = ["METHODS", "register_method", "create_method", "list_methods", "Method", "StepOutput", "StepContext", "Encoder"]

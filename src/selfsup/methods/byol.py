@@ -16,9 +16,10 @@ import torch.nn as nn
 
 from selfsup.heads import mlp_head
 from selfsup.losses import normalized_mse
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
-from selfsup.train.teacher import EMATeacher, cosine_momentum
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
+from selfsup.core.schedules import cosine_momentum
+from selfsup.core.teacher import EMATeacher
 from selfsup.views import Views
 
 
@@ -43,7 +44,7 @@ class BYOL(Method):
         self.teacher = EMATeacher(nn.Sequential(self.encoder, self.projector))
         self.momentum = config.base_momentum
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         x1, x2 = views.global_views
         N = x1.shape[0]
         x = torch.cat([x1, x2])
@@ -54,7 +55,7 @@ class BYOL(Method):
         loss = normalized_mse(p[:N], target[N:]) + normalized_mse(p[N:], target[:N])
         return StepOutput(loss, {"momentum": self.momentum}, h[:N].detach())
 
-    def on_step_end(self, step: int, total_steps: int) -> None:
+    def on_step_end(self, ctx: StepContext) -> None:
         # The momentum is a function of the step alone, so a resumed run continues the schedule.
-        self.momentum = cosine_momentum(step, total_steps, self.config.base_momentum, self.config.final_momentum)
+        self.momentum = cosine_momentum(ctx.step + 1, ctx.total_steps, self.config.base_momentum, self.config.final_momentum)
         self.teacher.update(nn.Sequential(self.encoder, self.projector), self.momentum)

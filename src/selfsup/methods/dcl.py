@@ -15,9 +15,9 @@ import torch
 
 from selfsup.heads import mlp_head
 from selfsup.losses.contrastive import dcl_loss
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
-from selfsup.train.distributed import gather_with_grad
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
+from selfsup.core.distributed import gather_with_grad
 from selfsup.views import Views
 
 
@@ -41,7 +41,7 @@ class DCL(Method):
         """The loss on the gathered projections ``[N, P]`` of the two views."""
         return dcl_loss(z1, z2, self.config.temperature)
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         x1, x2 = views.global_views
         N = x1.shape[0]
         h = self.encoder(torch.cat([x1, x2]))  # both views in one pass: [2N, D]

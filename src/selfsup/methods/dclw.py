@@ -14,7 +14,7 @@ from functools import partial
 import torch
 
 from selfsup.losses.contrastive import dcl_loss, dclw_weight
-from selfsup.methods import register_method
+from selfsup.methods.base import register_method
 from selfsup.methods.dcl import DCL
 
 

@@ -28,9 +28,10 @@ import torch.nn.functional as F
 
 from selfsup.losses.distillation import dino_loss
 from selfsup.losses.distillation_state import DINOCenter
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
-from selfsup.train.teacher import EMATeacher, cosine_momentum
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
+from selfsup.core.schedules import cosine_momentum, cosine_schedule
+from selfsup.core.teacher import EMATeacher
 from selfsup.views import Views
 
 
@@ -49,6 +50,10 @@ class DINOConfig:
     center_momentum: float = 0.9  # m of the teacher's centre, as in the paper
     freeze_last_layer: float = 0.01  # fraction of training with the prototypes frozen (1 of 100 epochs)
     clip_grad: float = 3.0  # each parameter's gradient norm is clipped to this (the paper's code); 0: off
+    # The paper's weight-decay schedule: cosine from weight_decay_start to weight_decay_end over
+    # the run (0.04 -> 0.4 in the paper), on the groups that decay. None: train.weight_decay throughout.
+    weight_decay_start: float | None = None
+    weight_decay_end: float | None = None
     base_momentum: float = 0.99  # teacher EMA; 0.996 in the paper for long runs, lower for short ones
     final_momentum: float = 1.0
 
@@ -137,7 +142,7 @@ class DINO(Method):
     def num_local_views(self) -> int:
         return self.config.num_local_crops
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         x1, x2 = views.global_views
         N = x1.shape[0]
         h = self.encoder(torch.cat([x1, x2]))  # global crops in one pass: [2N, D]
@@ -155,15 +160,21 @@ class DINO(Method):
         return StepOutput(loss, metrics, h[:N].detach())
 
     @torch.no_grad()
-    def before_optimizer_step(self, step: int, total_steps: int) -> None:
+    def before_optimizer_step(self, ctx: StepContext) -> None:
         if self.config.clip_grad > 0:
             clip_each_gradient(self.parameters(), self.config.clip_grad)
-        if step < self.config.freeze_last_layer * total_steps:
+        if ctx.step < self.config.freeze_last_layer * ctx.total_steps:
             # No gradient at all (not a zero one): the optimiser skips it, no decay, no momentum.
             self.head.last_layer.weight.grad = None
 
+    def optimizer_schedules(self, ctx: StepContext) -> dict[str, float]:
+        start, end = self.config.weight_decay_start, self.config.weight_decay_end
+        if start is None or end is None:
+            return {}
+        return {"weight_decay": cosine_schedule(ctx.step, ctx.total_steps, start, end)}
+
     @torch.no_grad()
-    def on_step_end(self, step: int, total_steps: int) -> None:
-        self.teacher_temp.fill_(teacher_temperature(step, total_steps, self.config))
-        self.momentum = cosine_momentum(step, total_steps, self.config.base_momentum, self.config.final_momentum)
+    def on_step_end(self, ctx: StepContext) -> None:
+        self.teacher_temp.fill_(teacher_temperature(ctx.step + 1, ctx.total_steps, self.config))
+        self.momentum = cosine_momentum(ctx.step + 1, ctx.total_steps, self.config.base_momentum, self.config.final_momentum)
         self.teacher.update(nn.Sequential(self.encoder, self.head), self.momentum)

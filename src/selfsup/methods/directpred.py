@@ -23,9 +23,10 @@ import torch.nn as nn
 from selfsup.heads import mlp_head
 from selfsup.losses.distillation import normalized_mse
 from selfsup.losses.distillation_state import PredictorCorrelation
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput, split_decay
-from selfsup.train.teacher import EMATeacher, cosine_momentum
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput, split_decay
+from selfsup.core.schedules import cosine_momentum
+from selfsup.core.teacher import EMATeacher
 from selfsup.views import Views
 
 
@@ -59,7 +60,7 @@ class DirectPred(Method):
         self.teacher = EMATeacher(nn.Sequential(self.encoder, self.projector))
         self.momentum = config.base_momentum
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         x1, x2 = views.global_views
         N = x1.shape[0]
         x = torch.cat([x1, x2])
@@ -78,9 +79,9 @@ class DirectPred(Method):
         return split_decay(params, weight_decay)
 
     @torch.no_grad()
-    def on_step_end(self, step: int, total_steps: int) -> None:
-        if step % self.config.update_every == 0:
+    def on_step_end(self, ctx: StepContext) -> None:
+        if (ctx.step + 1) % self.config.update_every == 0:
             weight = self.correlation.predictor(self.config.eps)
             self.predictor.weight.copy_(weight.to(self.predictor.weight.dtype))
-        self.momentum = cosine_momentum(step, total_steps, self.config.base_momentum, self.config.final_momentum)
+        self.momentum = cosine_momentum(ctx.step + 1, ctx.total_steps, self.config.base_momentum, self.config.final_momentum)
         self.teacher.update(nn.Sequential(self.encoder, self.projector), self.momentum)

@@ -26,9 +26,9 @@ import torch
 
 from selfsup.heads import mlp_head
 from selfsup.losses.infomax import barlow_twins_loss, mixup_cross_correlation_loss
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
-from selfsup.train.distributed import gather_with_grad, world_size
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
+from selfsup.core.distributed import gather_with_grad, world_size
 from selfsup.views import Views
 
 
@@ -71,7 +71,7 @@ class MixedBarlowTwins(Method):
         generator.manual_seed(seed)
         return mix, torch.randperm(n, generator=generator, device=device)  # on the device: no host sync
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         x1, x2 = views.global_views
         N = x1.shape[0]
         mix, perm = self._draw(N, x1.device)

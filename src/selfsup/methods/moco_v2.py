@@ -28,10 +28,10 @@ import torch.nn as nn
 from selfsup.heads import mlp_head
 from selfsup.losses.memory import FeatureQueue
 from selfsup.losses.moco import moco_loss
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
-from selfsup.train.distributed import gather_with_grad
-from selfsup.train.teacher import EMATeacher
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
+from selfsup.core.distributed import gather_with_grad
+from selfsup.core.teacher import EMATeacher
 from selfsup.views import Views
 
 
@@ -57,7 +57,7 @@ class MoCoV2(Method):
         self.key_encoder = EMATeacher(nn.Sequential(self.encoder, self.projector))
         self.queue = FeatureQueue(config.queue_size, config.proj_dim)
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         x1, x2 = views.global_views
         N = x1.shape[0]
         x = torch.cat([x1, x2])
@@ -75,5 +75,5 @@ class MoCoV2(Method):
             self.queue.push(gather_with_grad(k))  # every rank's keys, so the queues stay identical
         return StepOutput(loss, {}, h[:N].detach())
 
-    def on_step_end(self, step: int, total_steps: int) -> None:
+    def on_step_end(self, ctx: StepContext) -> None:
         self.key_encoder.update(nn.Sequential(self.encoder, self.projector), self.config.momentum)

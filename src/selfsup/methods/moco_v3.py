@@ -17,10 +17,11 @@ import torch.nn as nn
 
 from selfsup.heads import mlp_head
 from selfsup.losses.moco import moco_v3_loss
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
-from selfsup.train.distributed import gather_with_grad
-from selfsup.train.teacher import EMATeacher, cosine_momentum
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
+from selfsup.core.distributed import gather_with_grad
+from selfsup.core.schedules import cosine_momentum
+from selfsup.core.teacher import EMATeacher
 from selfsup.views import Views
 
 
@@ -48,7 +49,7 @@ class MoCoV3(Method):
         self.momentum_encoder = EMATeacher(nn.Sequential(self.encoder, self.projector))
         self.momentum = config.base_momentum
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         x1, x2 = views.global_views
         N = x1.shape[0]
         x = torch.cat([x1, x2])
@@ -61,7 +62,7 @@ class MoCoV3(Method):
         loss = moco_v3_loss(q1, k2, tau) + moco_v3_loss(q2, k1, tau)
         return StepOutput(loss, {"momentum": self.momentum}, h[:N].detach())
 
-    def on_step_end(self, step: int, total_steps: int) -> None:
+    def on_step_end(self, ctx: StepContext) -> None:
         # A function of the step alone, so a resumed run continues the schedule.
-        self.momentum = cosine_momentum(step, total_steps, self.config.base_momentum, self.config.final_momentum)
+        self.momentum = cosine_momentum(ctx.step + 1, ctx.total_steps, self.config.base_momentum, self.config.final_momentum)
         self.momentum_encoder.update(nn.Sequential(self.encoder, self.projector), self.momentum)

@@ -15,9 +15,9 @@ import torch
 
 from selfsup.heads import mlp_head
 from selfsup.losses.contrastive import multiview_info_nce
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
-from selfsup.train.distributed import gather_with_grad
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
+from selfsup.core.distributed import gather_with_grad
 from selfsup.views import Views
 
 
@@ -44,7 +44,7 @@ class MultiViewInfoNCE(Method):
     def num_global_views(self) -> int:  # type: ignore[override]  # the trainer reads it on the instance
         return self.config.num_views
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         xs = views.global_views
         V, N = len(xs), xs[0].shape[0]
         h = self.encoder(torch.cat(xs))  # all views in one pass: [V * N, D]

@@ -18,9 +18,9 @@ import torch
 from selfsup.heads import mlp_head
 from selfsup.losses.memory import FeatureQueue
 from selfsup.losses.moco import nearest_neighbour, nnclr_loss
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
-from selfsup.train.distributed import gather_with_grad
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
+from selfsup.core.distributed import gather_with_grad
 from selfsup.views import Views
 
 
@@ -46,7 +46,7 @@ class NNCLR(Method):
         self.predictor = mlp_head(config.proj_dim, config.pred_hidden_dim, config.proj_dim, num_layers=2)
         self.support = FeatureQueue(config.support_size, config.proj_dim)
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         x1, x2 = views.global_views
         N = x1.shape[0]
         h = self.encoder(torch.cat([x1, x2]))  # [2N, D]

@@ -15,9 +15,9 @@ import torch
 
 from selfsup.heads import mlp_head
 from selfsup.losses.contrastive import ntxent_am_loss
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
-from selfsup.train.distributed import gather_with_grad
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
+from selfsup.core.distributed import gather_with_grad
 from selfsup.views import Views
 
 
@@ -38,7 +38,7 @@ class NTXentAM(Method):
         super().__init__(encoder, config)
         self.projector = mlp_head(encoder.embed_dim, config.proj_hidden_dim, config.proj_dim, num_layers=2)
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         x1, x2 = views.global_views
         N = x1.shape[0]
         h = self.encoder(torch.cat([x1, x2]))  # both views in one pass: [2N, D]

@@ -19,8 +19,8 @@ import torch
 
 from selfsup.heads import mlp_head
 from selfsup.losses.distillation import negative_cosine
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
 from selfsup.views import Views
 
 
@@ -48,7 +48,7 @@ class SimSiam(Method):
         # Bottleneck predictor: BN + ReLU on the hidden layer, none on the output.
         self.predictor = mlp_head(config.proj_dim, config.pred_hidden_dim, config.proj_dim, num_layers=2)
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         x1, x2 = views.global_views
         N = x1.shape[0]
         h = self.encoder(torch.cat([x1, x2]))  # [2N, D]

@@ -4,7 +4,7 @@ Khosla, Teterwak, Wang, Sarna, Tian, Isola, Maschinot, Liu, Krishnan 2020, "Supe
 Contrastive Learning", arXiv 2004.11362. SimCLR's architecture, but supervised by design: every
 other view of a sample with the same label is a positive (loss L^sup_out, eq. 2), so views of
 one class are pulled together and the other classes pushed away. The trainer fills
-``views.labels`` because the method declares ``requires_labels``.
+``views.labels`` because the method declares ``requires = {"labels"}``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import torch
 
 from selfsup.heads import mlp_head
 from selfsup.losses.contrastive import supcon_loss
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
-from selfsup.train.distributed import gather_with_grad, world_size
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
+from selfsup.core.distributed import gather_with_grad, world_size
 from selfsup.views import Views
 
 
@@ -32,13 +32,13 @@ class SupConConfig:
 class SupCon(Method):
     Config = SupConConfig
     paper = "Khosla et al. 2020, arXiv 2004.11362"
-    requires_labels = True
+    requires = frozenset({"labels"})
 
     def __init__(self, encoder: Encoder, config: SupConConfig) -> None:
         super().__init__(encoder, config)
         self.projector = mlp_head(encoder.embed_dim, config.proj_hidden_dim, config.proj_dim, num_layers=2)
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         if views.labels is None:
             raise ValueError("supcon is supervised by design and needs views.labels (the batch's classes)")
         xs = views.global_views

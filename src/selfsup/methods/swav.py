@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from selfsup.heads import mlp_head
 from selfsup.losses.clustering import sinkhorn_knopp, swav_loss
 from selfsup.losses.memory import FeatureQueue
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
-from selfsup.train.distributed import gather_with_grad
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
+from selfsup.core.distributed import gather_with_grad
 from selfsup.views import Views
 
 
@@ -88,7 +88,7 @@ class SwAV(Method):
             return codes[-scores.shape[0] :]  # keep the batch's rows
         return sinkhorn_knopp(scores, c.sinkhorn_epsilon, c.sinkhorn_iterations)
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         self._normalize_prototypes()  # unit prototypes before the forward, as in the paper
         N = views.global_views[0].shape[0]
         h = self.encoder(torch.cat(views.global_views))  # global crops in one pass: [2N, D]
@@ -105,18 +105,18 @@ class SwAV(Method):
             self._pending = [e.detach() for e in embeddings[: self.num_global_views]]
         return StepOutput(loss, {}, h[:N].detach())
 
-    def before_optimizer_step(self, step: int, total_steps: int) -> None:
-        if step < self.config.freeze_prototypes * total_steps:
+    def before_optimizer_step(self, ctx: StepContext) -> None:
+        if ctx.step < self.config.freeze_prototypes * ctx.total_steps:
             # No gradient at all (not a zero one): the optimiser skips it, no decay, no momentum.
             self.prototypes.weight.grad = None
 
     @torch.no_grad()
-    def on_step_end(self, step: int, total_steps: int) -> None:
+    def on_step_end(self, ctx: StepContext) -> None:
         if not self.queues or not self._pending:
             return
         for queue, embedding in zip(self.queues, self._pending):
             queue.push(embedding)
         self._pending = []
-        if not self._use_queue and step >= self.config.queue_start * total_steps:
+        if not self._use_queue and ctx.step + 1 >= self.config.queue_start * ctx.total_steps:
             # One host read per step only until the queues are full; never again after that.
             self._use_queue = bool(self.queues[0].filled >= self.config.queue_size)

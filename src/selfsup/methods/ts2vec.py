@@ -24,8 +24,8 @@ import torch.nn as nn
 
 from selfsup.errors import ConfigError
 from selfsup.losses.timeseries import hierarchical_contrastive_loss
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
 from selfsup.views import Views
 
 
@@ -75,6 +75,8 @@ def binomial_timestamp_mask(
 class TS2Vec(Method):
     Config = TS2VecConfig
     paper = "Yue et al. 2022, arXiv 2106.10466"
+    modalities = frozenset({"timeseries"})
+    requires = frozenset({"timesteps"})  # one representation per timestamp (checked when built)
     default_views = "ts2vec_crops"  # the two overlapping crops; the runner uses them for views "auto"
     # The published protocol (batch 8, AdamW at a constant lr 1e-3 with weight decay 0.01; about
     # 200 iterations on small UCR sets) and its SVM evaluation, unless the user says otherwise.
@@ -88,11 +90,6 @@ class TS2Vec(Method):
 
     def __init__(self, encoder: Encoder, config: TS2VecConfig) -> None:
         super().__init__(encoder, config)
-        if not hasattr(encoder.backbone, "forward_tokens"):
-            raise ConfigError(
-                f"method 'ts2vec' needs a backbone with one representation per timestamp (forward_tokens), "
-                f"but {type(encoder.backbone).__name__} has none; pass --backbone ts2vec_encoder (or resnet1d)"
-            )
         if config.average_weights:
             # self.encoder (exported) holds the running mean; self.online is trained.
             self.online = copy.deepcopy(encoder)
@@ -104,10 +101,10 @@ class TS2Vec(Method):
         """The encoder the gradients reach (``self.encoder`` itself without weight averaging)."""
         return self.online if self.config.average_weights else self.encoder
 
-    def _timestamp_features(self, view: torch.Tensor) -> torch.Tensor:
+    def _timestamp_features(self, view: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Masked timestamp representations of one view ``[N, C, T] -> [N, T, D]``."""
         N, _, T = view.shape
-        mask = binomial_timestamp_mask(N, T, self.config.timestamp_keep_prob, view.device)
+        mask = binomial_timestamp_mask(N, T, self.config.timestamp_keep_prob, view.device, generator)
         z = self.trained_encoder.forward_tokens(view, mask=mask)
         if z.shape[:2] != (N, T):
             raise ConfigError(
@@ -117,7 +114,7 @@ class TS2Vec(Method):
             )
         return z
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         if "overlap" not in views.extras:
             raise ConfigError(
                 "method 'ts2vec' needs the two overlapping crops of the 'ts2vec_crops' views "
@@ -127,20 +124,20 @@ class TS2Vec(Method):
         overlap = int(views.extras["overlap"])
         if not 1 <= overlap <= min(x1.shape[-1], x2.shape[-1]):
             raise ValueError(f"overlap {overlap} does not fit views of lengths {x1.shape[-1]} and {x2.shape[-1]}")
-        h1 = self._timestamp_features(x1)  # [N, T1, D]
-        h2 = self._timestamp_features(x2)  # [N, T2, D]
+        h1 = self._timestamp_features(x1, ctx.generator)  # [N, T1, D]
+        h2 = self._timestamp_features(x2, ctx.generator)  # [N, T2, D]
         # The overlap is the last `overlap` timestamps of view 1 and the first of view 2.
         z1, z2 = h1[:, -overlap:], h2[:, :overlap]
         loss = hierarchical_contrastive_loss(z1, z2, self.config.alpha, self.config.temporal_unit)
         return StepOutput(loss, {}, _max_over_observed(h1.detach(), x1))
 
     @torch.no_grad()
-    def on_step_end(self, step: int, total_steps: int) -> None:
+    def on_step_end(self, ctx: StepContext) -> None:
         if self.config.average_weights:
-            # After `step` updates the mean covers step + 1 iterates (the initial weights count,
-            # as in AveragedModel): mean <- mean + (w - mean) / (step + 1). A function of the
-            # step alone, so a resumed run continues the same average.
-            _running_mean_(self.encoder, self.online, count=step + 1)
+            # After step ctx.step (from 0) the mean covers ctx.step + 2 iterates (the initial
+            # weights count, as in AveragedModel): mean <- mean + (w - mean) / count. A function
+            # of the step alone, so a resumed run continues the same average.
+            _running_mean_(self.encoder, self.online, count=ctx.step + 2)
 
 
 def _running_mean_(average: nn.Module, current: nn.Module, count: int) -> None:

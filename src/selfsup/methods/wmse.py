@@ -20,9 +20,9 @@ import torch
 
 from selfsup.heads import mlp_head
 from selfsup.losses.infomax import wmse_loss
-from selfsup.methods import register_method
-from selfsup.methods.base import Encoder, Method, StepOutput
-from selfsup.train.distributed import gather_with_grad
+from selfsup.methods.base import register_method
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
+from selfsup.core.distributed import gather_with_grad
 from selfsup.views import Views
 
 
@@ -54,7 +54,7 @@ class WMSE(Method):
     def num_global_views(self) -> int:  # type: ignore[override]  (the trainer reads it on the instance)
         return self.config.num_views
 
-    def training_step(self, views: Views) -> StepOutput:
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         xs = views.global_views
         N = xs[0].shape[0]
         h = self.encoder(torch.cat(xs))  # all positives in one pass: [V * N, D]

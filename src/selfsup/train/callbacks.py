@@ -10,7 +10,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
+from selfsup.data.base import Batch
+from selfsup.data.modalities import get_modality
 from selfsup.errors import ConfigError
+from selfsup.evaluate.embed import embed_in_batches
+from selfsup.evaluate.quality import alignment, alpha_req, normalized_std, online_probes, uniformity
 from selfsup.evaluate.rankme import rankme
 
 
@@ -117,13 +121,15 @@ class EmbeddingMonitor(L.Callback):
         batch_size: int = 512,
         labels: torch.Tensor | None = None,
         seed: int = 0,
+        modality: str | None = None,
     ) -> None:
         if len(samples) < 2:
             raise ConfigError(
                 f"the embedding monitor needs at least 2 samples (it measures spread), got {len(samples)}; "
                 "raise train.monitor_samples"
             )
-        self.samples = samples
+        self.samples = samples  # raw samples [N, ...] as the source gives them (uint8 images stay uint8)
+        self.modality = get_modality(modality)
         self.every_n_epochs = max(1, every_n_epochs)
         self.batch_size = batch_size
         self.seed = seed
@@ -152,8 +158,6 @@ class EmbeddingMonitor(L.Callback):
     @torch.no_grad()
     def measure(self, pl_module: L.LightningModule) -> dict[str, float]:
         """Every signal of one monitored epoch, from the module's encoder and view generator."""
-        from selfsup.evaluate.quality import alignment, alpha_req, normalized_std, online_probes, uniformity
-
         encoder, device = pl_module.method.encoder, pl_module.device
         embeddings = embed_in_batches(encoder, self.samples, self.batch_size, device)
         view1, view2 = self._view_embeddings(pl_module)
@@ -178,7 +182,8 @@ class EmbeddingMonitor(L.Callback):
         generator = torch.Generator(device=device).manual_seed(self.seed)
         firsts, seconds = [], []
         for i in range(0, len(self.samples), self.batch_size):
-            views = pl_module.views(self.samples[i : i + self.batch_size].to(device), generator, 2, 0)
+            x = self.modality.view_input(Batch({"x": self.samples[i : i + self.batch_size].to(device)}))
+            views = pl_module.views(x, generator, 2, 0)
             first, second = views.global_views[:2]
             firsts.append(embed_in_batches(encoder, first, self.batch_size, device))
             seconds.append(embed_in_batches(encoder, second, self.batch_size, device))
@@ -190,16 +195,3 @@ def _probe_ready(labels: torch.Tensor) -> bool:
     _, counts = torch.unique(labels, return_counts=True)
     return counts.numel() >= 2 and int(counts.max()) >= 2
 
-
-@torch.no_grad()
-def embed_in_batches(
-    encoder: torch.nn.Module, x: torch.Tensor, batch_size: int = 512, device: torch.device | str = "cpu"
-) -> torch.Tensor:
-    """Embeddings ``[N, D]`` (on the CPU) of ``x [N, ...]`` with the encoder in eval mode."""
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        out = [encoder(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
-    finally:
-        encoder.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, getattr(encoder, "embed_dim", 0))

@@ -1,20 +1,13 @@
 """Pretraining runs: build everything from a :class:`RunConfig`, train, and keep a run directory.
 
-Run directory::
-
-    RUN_DIR/
-      config.yaml          resolved configuration (every default written out)
-      checkpoints/last.ckpt  written atomically every epoch; resume and evaluate from it
-      metrics.json         loss per step, monitors per epoch, evaluation results
-      training.png         training curve, RankMe, singular-value spectrum
-      logs/                CSV log of every logged scalar
+The run directory's files are described in :mod:`selfsup.rundir` (shared with evaluation).
 """
 
 from __future__ import annotations
 
-import json
-import math
+import importlib.util
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -24,21 +17,26 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
+from lightning.pytorch.callbacks import TQDMProgressBar
 
-from selfsup.backbones import create_backbone
-from selfsup.config import ComponentConfig, RunConfig, build_dataclass, to_plain
-from selfsup.data import ArrayDataset, DatasetSplits, load_dataset
-from selfsup.errors import ConfigError, DataError, NonFiniteLossError, SelfsupError
-from selfsup.methods import METHODS, create_method
-from selfsup.methods.base import Encoder, Method
+from selfsup.backbones import BACKBONES
+from selfsup.config import ComponentConfig, RunConfig, build_dataclass, merge, to_plain
+from selfsup.core.io import write_atomic
+from selfsup.data import DatasetSplits, SampleSource, data_options, load_dataset
+from selfsup.data.loader import iterate, make_loader, materialize
+from selfsup.data.modalities import get_modality
+from selfsup.errors import ConfigError, NonFiniteLossError
+from selfsup.evaluate.plots import write_training_plot
+from selfsup.evaluate.run import evaluate_run
+from selfsup.methods import METHODS
+from selfsup.methods.base import Method
+from selfsup.rundir import (  # noqa: F401  (re-exported: the run directory's API as before)
+    CHECKPOINT, CONFIG_FILE, METRICS_FILE, build_method, input_statistics, load_run, load_run_config, write_metrics,
+)
 from selfsup.train.callbacks import AtomicCheckpoint, EmbeddingMonitor, History
 from selfsup.train.monitors import CollapseAlarm, check_thresholds
 from selfsup.train.module import PretrainModule
 from selfsup.views import VIEWS, create_views
-
-CONFIG_FILE = "config.yaml"
-CHECKPOINT = "checkpoints/last.ckpt"
-METRICS_FILE = "metrics.json"
 
 
 def _resolved(component: ComponentConfig, factory: Any, where: str) -> ComponentConfig:
@@ -47,58 +45,54 @@ def _resolved(component: ComponentConfig, factory: Any, where: str) -> Component
     return ComponentConfig(component.name, to_plain(params))
 
 
+def apply_method_defaults(config: RunConfig) -> tuple[RunConfig, list[str]]:
+    """The method's ``run_defaults`` applied to the settings ``config`` left at the library
+    defaults; returns the new config and the ``key=value`` settings that were applied."""
+    defaults = METHODS.get(config.method.name).run_defaults
+    if not config.apply_method_defaults or not defaults:
+        return config, []
+    library = RunConfig().to_dict()
+    values = config.to_dict()
+    applied = []
+    for section, entries in defaults.items():
+        for key, value in entries.items():
+            current = values[section][key]
+            if current == library[section][key] and current != to_plain(value):
+                values[section][key] = to_plain(value)
+                applied.append(f"{section}.{key}={value}")
+    values["apply_method_defaults"] = False
+    return RunConfig.from_dict(values), applied
+
+
 def resolve_config(config: RunConfig, modality: str | None = None) -> RunConfig:
     """Fill every component's params with its defaults (validating them) so runs are reproducible.
 
     The views and an ``"auto"`` backbone are resolved only once the data's ``modality`` is known
-    (``"auto"`` picks by it: resnet_tiny for images, mlp for vectors, ts2vec_encoder for series).
+    (``"auto"`` picks the modality's default backbone: resnet_tiny for images, mlp for vectors,
+    ts2vec_encoder for series).
     """
-    from selfsup.backbones import BACKBONES
-    from selfsup.views import DEFAULT_VIEWS
-
-    from selfsup.backbones import default_backbone
-
     out = RunConfig.from_dict(config.to_dict())
+    out.data = ComponentConfig(config.data.name, to_plain(data_options(config.data.params)))
     if config.backbone.name != "auto":
         out.backbone = _resolved(config.backbone, BACKBONES.get(config.backbone.name), "backbone")
     elif modality is not None:
-        out.backbone = _resolved(ComponentConfig(default_backbone(modality), config.backbone.params), BACKBONES.get(default_backbone(modality)), "backbone")
-    out.method = _resolved(config.method, METHODS.get(config.method.name), "method")
+        name = get_modality(modality).default_backbone
+        out.backbone = _resolved(ComponentConfig(name, config.backbone.params), BACKBONES.get(name), "backbone")
+    method = METHODS.get(config.method.name)
+    out.method = _resolved(config.method, method, "method")
     if modality is not None:
+        if method.modalities is not None and modality not in method.modalities:
+            raise ConfigError(
+                f"method {config.method.name!r} works on {', '.join(sorted(method.modalities))} data, but "
+                f"{config.data.name} is {modality!r} data; choose another method (selfsup list methods)"
+            )
         name = config.views.name
         if name == "auto":
             # A method that needs its own views (TS2Vec's overlapping crops) names them;
             # otherwise the modality's default.
-            name = METHODS.get(config.method.name).default_views or DEFAULT_VIEWS.get(modality, modality)
+            name = method.default_views or get_modality(modality).default_views
         out.views = _resolved(ComponentConfig(name, config.views.params), VIEWS.get(name), "views")
     return out
-
-
-def input_statistics(data: ArrayDataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (images, series) or per-feature (vectors) mean and std, shaped to broadcast over a sample.
-
-    For series this is the TS2Vec protocol's standardisation (one mean/std per channel fit on the
-    train split; for univariate series, one over the whole train set).
-    """
-    x = data.x.float()
-    if x.ndim == 4:
-        mean = x.mean(dim=(0, 2, 3)).view(-1, 1, 1)
-        std = x.std(dim=(0, 2, 3)).view(-1, 1, 1)
-    elif x.ndim == 3:  # series [N, C, T]: per channel over samples and time, NaN (missing) ignored
-        flat = x.transpose(0, 1).reshape(x.shape[1], -1)
-        mean = flat.nanmean(dim=1)
-        std = (flat - mean[:, None]).pow(2).nanmean(dim=1).sqrt()
-        mean, std = mean.view(-1, 1), std.view(-1, 1)
-    else:
-        mean, std = x.mean(dim=0), x.std(dim=0)
-    return mean, std.clamp(min=1e-6)
-
-
-def build_method(config: RunConfig, input_shape: tuple[int, ...], mean: torch.Tensor, std: torch.Tensor) -> Method:
-    """Backbone -> encoder (with input standardisation) -> method, as ``config`` says."""
-    backbone = create_backbone(config.backbone.name, tuple(input_shape), **config.backbone.params)
-    encoder = Encoder(backbone, mean, std, input_shape)
-    return create_method(config.method.name, encoder, **config.method.params)
 
 
 def _precision(requested: str) -> str:
@@ -111,38 +105,16 @@ def _precision(requested: str) -> str:
 
 def _loggers(run_dir: Path) -> list[Any]:
     """A CSV log always; a TensorBoard log too when ``tensorboard`` is installed (not a dependency)."""
-    import importlib.util
-
     loggers: list[Any] = [L.pytorch.loggers.CSVLogger(str(run_dir), name="logs", version="")]
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(L.pytorch.loggers.TensorBoardLogger(str(run_dir), name="logs", version="tensorboard"))
     return loggers
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
-def _strict_json(value: Any) -> Any:
-    """Non-finite floats as strings ("inf", "nan"): strict JSON has no Infinity or NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict_json(v) for v in value]
-    return value
 
 
-def write_metrics(run_dir: Path, updates: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``updates`` into ``metrics.json`` (atomic rewrite) and return the whole record."""
-    path = run_dir / METRICS_FILE
-    record: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    record.update(updates)
-    _write_atomic(path, json.dumps(_strict_json(record), indent=2))
-    return record
 
 
 @dataclass
@@ -154,47 +126,15 @@ class RunResult:
 
 
 def default_run_dir(config: RunConfig) -> Path:
-    data = Path(config.data).name if os.sep in config.data else config.data
+    spec = config.data.name
+    data = Path(spec).name if os.sep in spec else spec
     data = data.replace(":", "-") or "data"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{config.method.name}-{data}-{stamp}"
 
 
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"run directory {run_dir} does not exist")
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a selfsup run directory (no {CONFIG_FILE} in it)")
-    return RunConfig.from_dict(yaml.safe_load(path.read_text()) or {})
 
 
-def load_run(run_dir: str | Path, map_location: str | torch.device = "cpu") -> tuple[RunConfig, Method, dict[str, Any]]:
-    """Rebuild a run's method from its config and last checkpoint.
-
-    Returns ``(config, method, meta)``; ``meta`` holds ``input_shape`` and ``modality``.
-    """
-    run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    ckpt_path = run_dir / CHECKPOINT
-    if not ckpt_path.is_file():
-        raise ConfigError(
-            f"{run_dir} has no checkpoint yet ({CHECKPOINT}); the run stopped before its first epoch ended. "
-            "Start it again with selfsup pretrain."
-        )
-    try:
-        checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=False)
-    except Exception as error:  # a truncated or foreign file
-        raise DataError(f"{ckpt_path} is not a readable checkpoint ({error})") from error
-    meta = checkpoint["selfsup"]
-    shape = tuple(meta["input_shape"])
-    placeholder = torch.zeros(meta["stat_shape"])
-    method = build_method(config, shape, placeholder, placeholder + 1)
-    state = {k.removeprefix("method."): v for k, v in checkpoint["state_dict"].items() if k.startswith("method.")}
-    method.load_state_dict(state)
-    method.eval()
-    return config, method, meta
 
 
 def pretrain(
@@ -230,8 +170,13 @@ def pretrain(
                 "pass --resume to continue it, or choose another --output"
             )
 
+    if not resume:
+        config, applied = apply_method_defaults(config)
+        if applied:
+            print(f"method {config.method.name}: its published settings {', '.join(applied)} "
+                  "(set apply_method_defaults=False, or set them, to choose others)", file=sys.stderr)
     config = resolve_config(config)  # names and params checked before any data is read
-    data = load_dataset(config.data, skip_bad_files=config.skip_bad_files)
+    data = load_dataset(config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params)
     train = data.train
     config = resolve_config(config, train.modality)
     cfg = config.train
@@ -244,29 +189,33 @@ def pretrain(
         )
     if cfg.epochs < 1:
         raise ConfigError(f"epochs must be at least 1; got {cfg.epochs}")
+    if cfg.max_steps < 0:
+        raise ConfigError(f"train.max_steps must be 0 (no limit) or a positive number of steps; got {cfg.max_steps}")
     check_thresholds(cfg.collapse_rank_fraction, cfg.collapse_std_threshold)  # before the run dir is written
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        _write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    mean, std = input_statistics(train)
-    method = build_method(config, train.sample_shape, mean, std)
+    # An unreadable file met here already stops the run (or is skipped), before training starts.
+    mean, std = input_statistics(train, seed=cfg.seed, skip_bad_files=config.skip_bad_files)
+    method = build_method(config, train.sample_shape, mean, std, train.modality)
     views = create_views(config.views.name, train.modality, config.views.params)
     _check_views(views, train, method, config)
-    tensors = [train.x]
-    if method.requires_labels:
-        if train.y is None:
-            raise ConfigError(
-                f"method {config.method.name!r} is supervised by design and needs labels, but {train.name} has none; "
-                "use a labeled dataset (e.g. an image folder with one sub-folder per class) or a self-supervised method"
-            )
-        tensors.append(train.y)
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(*tensors), batch_size=cfg.batch_size, shuffle=True, drop_last=True
+    if method.requires_labels and train.labels is None:
+        raise ConfigError(
+            f"method {config.method.name!r} is supervised by design and needs labels, but {train.name} has none; "
+            "use a labeled dataset (e.g. an image folder with one sub-folder per class) or a self-supervised method"
+        )
+    on_gpu = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
+    loader = make_loader(
+        train, cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
+        pin_memory=on_gpu, persistent_workers=True,
     )
-    module = PretrainModule(method, views, cfg, steps_per_epoch=len(loader))
+    module = PretrainModule(
+        method, views, cfg, steps_per_epoch=len(loader), modality=train.modality, skip_bad_files=config.skip_bad_files,
+    )
     module.run_meta = {
         "input_shape": list(train.sample_shape),
         "stat_shape": list(mean.shape),
@@ -275,10 +224,12 @@ def pretrain(
 
     generator = torch.Generator().manual_seed(cfg.seed)
     monitor_idx = torch.randperm(len(train), generator=generator)[: cfg.monitor_samples]
+    monitored = materialize(train.subset(monitor_idx), skip_bad_files=config.skip_bad_files)
     history = History()
     # Labels, when the data has them, feed only the monitor's online probes (evaluation, not training).
-    monitor_labels = train.y[monitor_idx] if train.y is not None else None
-    monitor = EmbeddingMonitor(train.x[monitor_idx], cfg.monitor_every_n_epochs, labels=monitor_labels, seed=cfg.seed)
+    monitor = EmbeddingMonitor(
+        monitored["x"], cfg.monitor_every_n_epochs, labels=monitored.get("y"), seed=cfg.seed, modality=train.modality,
+    )
     alarm = CollapseAlarm(monitor, cfg.collapse_rank_fraction, cfg.collapse_std_threshold, stop=cfg.stop_on_collapse)
     checkpoint = AtomicCheckpoint(run_dir / "checkpoints", cfg.checkpoint_every_n_epochs)
     all_callbacks: list[L.Callback] = [
@@ -289,11 +240,10 @@ def pretrain(
         *(callbacks or []),
     ]
     if cfg.progress_bar:
-        from lightning.pytorch.callbacks import TQDMProgressBar
-
         all_callbacks.append(TQDMProgressBar(refresh_rate=1))
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         precision=_precision(cfg.precision),
@@ -334,7 +284,7 @@ def pretrain(
         {
             "status": f"stopped: collapse detected at epoch {collapse['epoch']}" if stopped else "finished",
             "method": config.method.name,
-            "data": config.data,
+            "data": config.data.name,
             "steps": trainer.global_step,
             "epochs_done": trainer.current_epoch,
             "train_seconds_this_session": train_time,
@@ -346,21 +296,19 @@ def pretrain(
     method.eval()
     # A run stopped by the collapse alarm is not worth the probes' time.
     if not stopped and (evaluate if evaluate is not None else config.eval.after_training):
-        from selfsup.evaluate.run import evaluate_run
-
         metrics = evaluate_run(run_dir, method=method, config=config, data=data)
     else:
-        from selfsup.evaluate.plots import write_training_plot
-
         write_training_plot(run_dir, metrics, method=method, data=train)
     return RunResult(run_dir, method, data, metrics)
 
 
-def _check_views(views: Any, data: ArrayDataset, method: Method, config: RunConfig) -> None:
+def _check_views(views: Any, data: SampleSource, method: Method, config: RunConfig) -> None:
     """Make the method's views of two samples once, so a views/data mismatch is a clear error."""
+    first = next(iterate(data.subset(list(range(min(len(data), 8)))), batch_size=8, skip_bad_files=config.skip_bad_files))
+    x = get_modality(data.modality).view_input(first)[:2]
     try:
         with torch.no_grad():
-            views(data.x[:2].float(), torch.Generator().manual_seed(0), method.num_global_views, method.num_local_views)
+            views(x, torch.Generator().manual_seed(0), method.num_global_views, method.num_local_views)
     except (ValueError, RuntimeError) as error:
         raise ConfigError(
             f"views {config.views.name!r} cannot make views of {data.name} (samples of shape "

@@ -36,7 +36,14 @@ import numpy as np
 import yaml
 
 from selfsup.config import RunConfig, apply_override, merge
+from selfsup.core.io import write_atomic
 from selfsup.errors import ConfigError, NonFiniteLossError
+from selfsup.evaluate.embed import embed_source
+from selfsup.evaluate.quality import alpha_req
+from selfsup.evaluate.rankme import rankme
+from selfsup.evaluate.results import probe_runners
+from selfsup.evaluate.run import evaluate_run
+from selfsup.train.runner import CHECKPOINT, pretrain, resolve_config
 
 SIGNALS = ("rankme", "alpha_req")
 SWEEP_FILE = "sweep.json"
@@ -178,9 +185,6 @@ def _config_for(base: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
 
 
 def _signals(embeddings: Any) -> dict[str, float]:
-    from selfsup.evaluate.quality import alpha_req
-    from selfsup.evaluate.rankme import rankme
-
     return {"rankme": rankme(embeddings), "alpha_req": float(alpha_req(embeddings))}
 
 
@@ -212,8 +216,6 @@ def run_sweep(
             ``out_dir`` that holds a different sweep. Every configuration is validated before
             anything is trained.
     """
-    from selfsup.evaluate.results import probe_runners
-    from selfsup.train.runner import resolve_config
 
     if signal not in SIGNALS:
         raise ConfigError(f"unknown signal {signal!r}; choose from {', '.join(SIGNALS)}")
@@ -263,10 +265,6 @@ def run_sweep(
 
 
 def _train_one(run: SweepRun, config: RunConfig, probe: str | None, max_signal_samples: int) -> None:
-    from selfsup.evaluate.run import evaluate_run
-    from selfsup.train.callbacks import embed_in_batches
-    from selfsup.train.runner import CHECKPOINT, pretrain
-
     run_dir = Path(run.run_dir)
     resume = (run_dir / CHECKPOINT).is_file()
     if run_dir.exists() and not resume:
@@ -279,9 +277,9 @@ def _train_one(run: SweepRun, config: RunConfig, probe: str | None, max_signal_s
     run.train_seconds = float(result.metrics.get("train_seconds_this_session", math.nan))
     train = result.data.train
     device = next(result.method.parameters()).device
-    embeddings = embed_in_batches(result.method.encoder, train.x[:max_signal_samples], device=device)
+    embeddings, _ = embed_source(result.method.encoder, train.subset(range(min(len(train), max_signal_samples))), device=device)
     run.signals = _signals(embeddings)
-    if probe is not None and train.y is not None:
+    if probe is not None and train.labels is not None:
         record = evaluate_run(run_dir, probes=(probe,), method=result.method, config=config, data=result.data)
         run.accuracy = float(record["evaluation"]["results"]["pretrained"][probe])
     run.status = "finished"
@@ -295,11 +293,9 @@ def _describe(run: SweepRun, signal: str) -> str:
 
 
 def _write_state(result: SweepResult, identity: dict[str, Any]) -> None:
-    from selfsup.train.runner import _write_atomic
-
     state = {"identity": identity, "summary": result.summary(), "runs": [asdict(r) for r in result.runs]}
-    _write_atomic(result.out_dir / SWEEP_FILE, json.dumps(state, indent=2, default=_json_default))
-    _write_atomic(result.out_dir / "sweep.md", sweep_table(result))
+    write_atomic(result.out_dir / SWEEP_FILE, json.dumps(state, indent=2, default=_json_default))
+    write_atomic(result.out_dir / "sweep.md", sweep_table(result))
     if result.finished():
         write_sweep_plot(result)
 
@@ -398,8 +394,8 @@ def write_sweep_plot(result: SweepResult) -> Path:
         ax.set_title(f"Label-free score per run ({result.signal})", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name("sweep.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp))
+    finally:
+        plt.close(fig)
     return path

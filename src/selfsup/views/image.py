@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from selfsup.views import Views, register_views
+from selfsup.views.base import Views, register_views
 
 
 @dataclass

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from selfsup.errors import ConfigError
-from selfsup.views import Views, register_views
+from selfsup.views.base import Views, register_views
 
 NAN = float("nan")
 

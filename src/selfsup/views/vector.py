@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from selfsup.views import Views, register_views
+from selfsup.views.base import Views, register_views
 
 
 @dataclass

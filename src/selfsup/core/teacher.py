@@ -1,4 +1,4 @@
-"""Exponential-moving-average teacher and its momentum schedule.
+"""Exponential-moving-average teacher (its momentum schedule is in :mod:`selfsup.core.schedules`).
 
 Used by BYOL (Grill et al. 2020, arXiv 2006.07733), MoCo, DINO and others: the teacher's weights
 follow the student's, ``theta_t <- m * theta_t + (1 - m) * theta_s``, and never get gradients.
@@ -7,21 +7,9 @@ follow the student's, ``theta_t <- m * theta_t + (1 - m) * theta_s``, and never 
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn as nn
-
-
-def cosine_momentum(step: int, total_steps: int, base: float, final: float = 1.0) -> float:
-    """BYOL's schedule: ``m = final - (final - base) * (cos(pi * step / total) + 1) / 2``.
-
-    Starts at ``base`` and rises to ``final`` (1: the teacher freezes) at the last step.
-    """
-    if total_steps <= 0:
-        return final
-    progress = min(max(step / total_steps, 0.0), 1.0)
-    return final - (final - base) * (math.cos(math.pi * progress) + 1) / 2
 
 
 class EMATeacher(nn.Module):

@@ -1,0 +1,178 @@
+"""Fashion-MNIST benchmark: SimCLR, BYOL, VICReg on all 60,000 training images; writes
+benchmarks/results/fashion_mnist.md.
+
+Every method trains with the same budget (epochs, batch, backbone, optimiser; the method's
+digits recipe gives its own hyperparameters), then the kNN and linear probes on its frozen
+features beside the random-init encoder and the raw pixels. Two phases, so training can run
+where a GPU is lent and evaluation where there is time:
+
+    python benchmarks/fashion_mnist.py --train --runs RUNS_DIR     # trains the missing runs
+    python benchmarks/fashion_mnist.py --evaluate --runs RUNS_DIR  # probes the trained ones
+    python benchmarks/fashion_mnist.py --runs RUNS_DIR             # both
+
+Rows are kept in benchmarks/results/fashion_mnist.jsonl, one per (method, seed, budget); a
+finished row is skipped on a rerun, so later issues add methods to the same table
+(``--methods mae``). Needs the Debian package dataset-fashion-mnist. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from selfsup.config import RunConfig, load_yaml, merge
+from selfsup.evaluate.run import evaluate_run
+from selfsup.rundir import CHECKPOINT, read_metrics
+from selfsup.train.runner import pretrain
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+METHODS = ["simclr", "byol", "vicreg"]
+# The budget every row shares (stated in the table).
+BUDGET = {"epochs": 20, "batch_size": 256, "backbone": "resnet_tiny", "warmup_epochs": 2}
+
+
+def _key(row: dict) -> tuple:
+    return row["method"], row["seed"], row["epochs"], row["batch_size"], row["backbone"]
+
+
+def config_for(method: str, seed: int, budget: dict) -> RunConfig:
+    recipe = ROOT / "recipes" / f"{method}-digits.yaml"
+    values = merge(RunConfig().to_dict(), load_yaml(recipe) if recipe.exists() else {"method": method})
+    values["data"] = {"name": "fashion_mnist", "params": {}}
+    values["backbone"] = {"name": budget["backbone"], "params": {}}
+    values["apply_method_defaults"] = False
+    train = values["train"]
+    train.update(seed=seed, epochs=budget["epochs"], batch_size=budget["batch_size"], max_steps=budget.get("max_steps", 0),
+                 warmup_epochs=budget["warmup_epochs"], progress_bar=False, monitor_every_n_epochs=5)
+    return RunConfig.from_dict(values)
+
+
+def train_one(method: str, seed: int, runs: Path, budget: dict) -> dict:
+    run_dir = runs / f"{method}-seed{seed}-e{budget['epochs']}"
+    if (run_dir / CHECKPOINT).is_file() and read_metrics(run_dir).get("status") == "finished":
+        return json.loads((run_dir / "bench.json").read_text())
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    config = config_for(method, seed, budget)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    result = pretrain(config, run_dir=run_dir, evaluate=False)
+    wall = time.perf_counter() - start
+    m = result.metrics
+    row = {
+        "method": method, "seed": seed, **{k: budget[k] for k in ("epochs", "batch_size", "backbone")},
+        "steps": m["steps"], "train_s": m["train_seconds_this_session"], "wall_s": wall,
+        "images_per_s": m["steps"] * budget["batch_size"] / m["train_seconds_this_session"],
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()})",
+        "torch": torch.__version__, "run_dir": run_dir.name,
+    }
+    (run_dir / "bench.json").write_text(json.dumps(row))
+    return row
+
+
+def evaluate_one(row: dict, runs: Path) -> dict:
+    record = evaluate_run(runs / row["run_dir"], probes=("knn", "linear"))
+    ev = record["evaluation"]["results"]
+    return {
+        **row,
+        "knn": ev["pretrained"]["knn"], "linear": ev["pretrained"]["linear"], "rankme": ev["pretrained"]["rankme"],
+        "random_knn": ev["random-init"]["knn"], "random_linear": ev["random-init"]["linear"],
+        "raw_knn": ev["raw input"]["knn"], "raw_linear": ev["raw input"]["linear"],
+        "evaluated": True,
+    }
+
+
+def load_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def save_rows(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def table(rows: list[dict], notes: str) -> str:
+    lines = [
+        "# Fashion-MNIST benchmark",
+        "",
+        "Fashion-MNIST (Xiao et al. 2017, arXiv 1708.07747) from Debian's dataset-fashion-mnist: all 60,000 "
+        "28x28 training images for pretraining and for fitting the probes, the 10,000 test images scored once. "
+        "Probe hyperparameters (k and temperature, C) chosen on a split of the train set.",
+        "",
+        "Budget of every row: backbone, epochs and batch as listed, AdamW, warm-up then cosine; each method's "
+        "own hyperparameters from its digits recipe; default image views (crop, flip, colour jitter, blur) on the device.",
+        "",
+        "| method | seed | backbone | epochs | batch | kNN % | linear % | RankMe | random-init kNN % | random-init linear % "
+        "| raw-pixel kNN % | raw-pixel linear % | train s | images/s | peak RSS MiB | peak GPU MiB | device |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=_key):
+        gpu = "-" if r.get("peak_gpu_mib") is None else f"{r['peak_gpu_mib']:.0f}"
+        lines.append(
+            f"| {r['method']} | {r['seed']} | {r['backbone']} | {r['epochs']} | {r['batch_size']} | {pct(r.get('knn'))} "
+            f"| {pct(r.get('linear'))} | {r['rankme']:.1f} | {pct(r.get('random_knn'))} | {pct(r.get('random_linear'))} "
+            f"| {pct(r.get('raw_knn'))} | {pct(r.get('raw_linear'))} | {r['train_s']:.0f} | {r['images_per_s']:.0f} "
+            f"| {r['peak_rss_mib']:.0f} | {gpu} | {r['device']}, torch {r['torch']} |"
+            if r.get("evaluated") else
+            f"| {r['method']} | {r['seed']} | {r['backbone']} | {r['epochs']} | {r['batch_size']} | (not evaluated yet) "
+            f"| | | | | | | {r['train_s']:.0f} | {r['images_per_s']:.0f} | {r['peak_rss_mib']:.0f} | {gpu} | {r['device']} |"
+        )
+    lines += ["", "Command: `python benchmarks/fashion_mnist.py --runs RUNS_DIR [--train | --evaluate] [--methods ...]`", ""]
+    return "\n".join(lines) + ("\n" + notes if notes else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="*", default=METHODS)
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0])
+    parser.add_argument("--epochs", type=int, default=BUDGET["epochs"])
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "fashion_mnist")
+    parser.add_argument("--train", action="store_true", help="only train (the missing runs)")
+    parser.add_argument("--evaluate", action="store_true", help="only evaluate (the trained runs)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "fashion_mnist.md")
+    parser.add_argument("--max-steps", type=int, default=0, help="smoke test: stop each run after this many steps")
+    args = parser.parse_args()
+    budget = {**BUDGET, "epochs": args.epochs, "max_steps": args.max_steps}
+    do_train, do_eval = (args.train or not args.evaluate), (args.evaluate or not args.train)
+    store = args.out.with_suffix(".jsonl")
+    rows = load_rows(store)
+    for method in args.methods:
+        for seed in args.seeds:
+            key = (method, seed, budget["epochs"], budget["batch_size"], budget["backbone"])
+            row = next((r for r in rows if _key(r) == key), None)
+            if row is not None and row.get("evaluated"):
+                print(f"{method} seed {seed}: finished earlier, kept", file=sys.stderr)
+                continue
+            if row is None and do_train:
+                row = train_one(method, seed, args.runs, budget)
+            if row is not None and do_eval and (args.runs / row["run_dir"] / CHECKPOINT).is_file():
+                row = evaluate_one(row, args.runs)
+            if row is not None:
+                rows = [r for r in rows if _key(r) != key] + [row]
+                save_rows(store, rows)
+                print(json.dumps(row), flush=True)
+    old = args.out.read_text() if args.out.exists() else ""
+    notes = old[old.index("\nNotes") + 1:] if "\nNotes" in old else ""
+    args.out.write_text(table(rows, notes))
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()

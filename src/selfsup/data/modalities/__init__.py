@@ -1,0 +1,117 @@
+"""Modalities, one auto-registered file each: what the rest of selfsup knows about a kind of data.
+
+A modality owns everything that depends on what a sample *is*: how samples are collated into a
+:class:`~selfsup.data.base.Batch`, how raw samples become floats on the device, the input
+statistics and the standardisation the encoder applies, the raw-input baseline's features
+``[N, F]``, and the default views and backbone. Nothing outside these files branches on tensor
+rank. A new modality is one new file here (or a class registered with ``@register_modality``
+from anywhere, e.g. a test module) and touches nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, ClassVar, Iterable
+
+import torch
+
+from selfsup.data.base import Batch, BadSample, collate_samples
+from selfsup.registry import Registry
+
+
+class Modality:
+    """Base of every modality; the defaults suit samples that are one float tensor ``"x"``.
+
+    Class attributes:
+        name: the registered name (sources say which modality their samples are).
+        default_views / default_backbone: what a run uses when it says ``auto``.
+        stat_dims: the dimensions of a batch ``x [N, ...]`` the input statistics are taken over
+            (images: ``(0, 2, 3)``, one mean per channel); the others are kept, so mean and std
+            broadcast over one sample.
+        unbiased_std: divide by ``n - 1`` (``False``: by ``n``, as TS2Vec's protocol for series).
+    """
+
+    name: ClassVar[str] = "generic"
+    default_views: ClassVar[str] = "vector"
+    default_backbone: ClassVar[str] = "mlp"
+    stat_dims: ClassVar[tuple[int, ...]] = (0,)
+    unbiased_std: ClassVar[bool] = True
+
+    def collate(self, samples: list[dict[str, Any] | BadSample] | Batch) -> Batch:
+        """Samples (or a batch a source made whole) -> one :class:`Batch`."""
+        return collate_samples(samples)
+
+    def to_float(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw samples as the source gives them -> float values (on whatever device ``x`` is)."""
+        return x.float()
+
+    def view_input(self, batch: Batch) -> torch.Tensor:
+        """What the view generators take: the batch's samples as floats."""
+        return self.to_float(batch["x"])
+
+    def statistics(self, batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std over ``stat_dims`` of raw batches, in one streaming pass (float64 sums).
+
+        NaN values (a series' missing timestamps) are ignored. Returns float32 tensors shaped to
+        broadcast over one sample, std clamped at ``1e-6``.
+        """
+        total = total_sq = count = None
+        for x in batches:
+            x = self.to_float(x).double()
+            present = ~torch.isnan(x)
+            x = torch.where(present, x, torch.zeros_like(x))
+            s, sq, n = (t.sum(dim=self.stat_dims) for t in (x, x * x, present.double()))
+            total, total_sq, count = (s, sq, n) if total is None else (total + s, total_sq + sq, count + n)
+        if total is None:
+            raise ValueError("no samples to compute input statistics from")
+        mean = total / count.clamp(min=1)
+        var = (total_sq / count.clamp(min=1) - mean * mean).clamp(min=0)
+        if self.unbiased_std:
+            var = var * count / (count - 1).clamp(min=1)
+        return self._shape(mean).float(), self._shape(var.sqrt()).float().clamp(min=1e-6)
+
+    def _shape(self, stat: torch.Tensor) -> torch.Tensor:
+        """Statistics over ``stat_dims`` reshaped to broadcast over one sample ``[*sample_shape]``."""
+        kept = [d for d in range(1, stat.ndim + len(self.stat_dims)) if d not in self.stat_dims]
+        shape = [1] * (stat.ndim + len(self.stat_dims) - 1)
+        for size, dim in zip(stat.shape, kept):
+            shape[dim - 1] = size
+        return stat.reshape(shape)
+
+    def standardize(self, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """Float samples -> what the backbone takes (here ``(x - mean) / std``)."""
+        return (x - mean) / std
+
+    def raw_features(self, x: torch.Tensor, standardized: torch.Tensor) -> torch.Tensor:
+        """The raw-input baseline's features ``[N, F]`` from float samples (and their standardised form)."""
+        return x.flatten(1)
+
+
+MODALITIES: Registry[type[Modality]] = Registry("modality")
+
+
+def register_modality(name: str):
+    """Register a :class:`Modality` subclass under ``name`` (sets its ``name``)."""
+
+    def decorator(cls: type[Modality]) -> type[Modality]:
+        cls.name = name
+        return MODALITIES.register(name)(cls)
+
+    return decorator
+
+
+def get_modality(name: str | None) -> Modality:
+    """An instance of the modality ``name`` (``None``: the generic base, one float tensor per sample)."""
+    return Modality() if name is None else MODALITIES.get(name)()
+
+
+def list_modalities() -> list[str]:
+    return MODALITIES.names()
+
+
+# Every module of this package registers its modality on import: a new modality is one new file.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["Modality", "MODALITIES", "register_modality", "get_modality", "list_modalities"]
