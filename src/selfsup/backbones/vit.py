@@ -114,8 +114,11 @@ class VisionTransformer(TokenBackbone):
 
     def _init_weights(self) -> None:
         self.apply(init_transformer_weights)
-        # The patch embedding is a linear layer too (MAE initialises it like one).
-        nn.init.trunc_normal_(self.patch_embed.weight, std=0.02)
+        # MAE initialises the patch projection with Xavier-uniform on its flattened weight: with
+        # truncated-normal 0.02 the patch content (fan-in 4 for 2x2 gray patches) is ~50x smaller
+        # than the sin-cos position embeddings, every sample's tokens look alike and the pooled
+        # features start collapsed (RankMe ~1 on digits).
+        nn.init.xavier_uniform_(self.patch_embed.weight.view(self.patch_embed.weight.shape[0], -1))
         nn.init.zeros_(self.patch_embed.bias)
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=0.02)

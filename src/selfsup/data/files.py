@@ -153,7 +153,10 @@ class ImageFolderSource(SampleSource):
         self, files: list[Path], labels: torch.Tensor | None, name: str, class_names: list[str] | None,
         channels: int, size: tuple[int, int], wide: bool,
     ) -> None:
-        self.files = files
+        # The paths as one numpy array of bytes, not a list of Path objects: DataLoader workers
+        # share it without copying (a Python list's reference counts would be written to, and
+        # each worker would end up with its own copy of every page).
+        self._paths = np.array([os.fsencode(p) for p in files])
         self.labels = labels
         self.name = name
         self.modality = "image"
@@ -161,17 +164,22 @@ class ImageFolderSource(SampleSource):
         self.channels, self.size, self.wide = channels, size, wide
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self._paths)
+
+    @property
+    def files(self) -> list[Path]:
+        """The image files, in sample order."""
+        return [Path(os.fsdecode(p)) for p in self._paths]
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return (self.channels, *self.size)
 
     def sample_id(self, index: int) -> str:
-        return str(self.files[index])
+        return os.fsdecode(self._paths[index])
 
     def __getitem__(self, index: int) -> dict[str, Any] | BadSample:
-        path = self.files[index]
+        path = Path(os.fsdecode(self._paths[index]))
         try:
             x = torch.from_numpy(decode_image(path, self.channels, self.size, self.wide))
         except MemoryError:
@@ -184,9 +192,9 @@ class ImageFolderSource(SampleSource):
         return sample
 
     def subset(self, indices: Any) -> "ImageFolderSource":
-        index = torch.as_tensor(indices, dtype=torch.int64).tolist()
+        index = torch.as_tensor(indices, dtype=torch.int64)
         return ImageFolderSource(
-            [self.files[i] for i in index], None if self.labels is None else self.labels[index],
+            [Path(os.fsdecode(p)) for p in self._paths[index.numpy()]], None if self.labels is None else self.labels[index],
             self.name, self.class_names, self.channels, self.size, self.wide,
         )
 

@@ -6,6 +6,7 @@ The run directory's files are described in :mod:`selfsup.rundir` (shared with ev
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 import time
@@ -37,6 +38,16 @@ from selfsup.train.callbacks import AtomicCheckpoint, EmbeddingMonitor, History
 from selfsup.train.monitors import CollapseAlarm, check_thresholds
 from selfsup.train.module import PretrainModule
 from selfsup.views import VIEWS, create_views
+
+
+class _NoStepEstimateNote(logging.Filter):
+    """Lightning says it loads the dataloader to count the steps (for the schedules): not news to a user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "estimate number of stepping batches" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoStepEstimateNote())
 
 
 def _resolved(component: ComponentConfig, factory: Any, where: str) -> ComponentConfig:
