@@ -256,6 +256,7 @@ def save_row(row: dict, args: argparse.Namespace) -> None:
     row["images_per_s"] = row["images"] / row["wall_s"]
     row["budget"] = budget(args)
     row["date"] = time.strftime("%Y-%m-%d %H:%M")
+    row["code"] = code_version()
     print(f"  {row['phase']}: {row['wall_s']:.1f} s, peak {row['peak_total_mib']:.0f} MiB "
           f"(main {row['peak_main_mib']:.0f} MiB, {row['processes_seen']} processes)", flush=True)
     rows = [r for r in read_rows() if (r["n"], r["phase"]) != (row["n"], row["phase"])]
@@ -263,6 +264,18 @@ def save_row(row: dict, args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     JSONL.write_text("".join(json.dumps(r) + "\n" for r in rows))
     write_table(rows)
+
+
+def code_version() -> str:
+    """The checkout's commit, with ``+changes`` when src/ differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 
 
 def read_rows() -> list[dict]:
@@ -301,7 +314,8 @@ def write_table(rows: list[dict]) -> None:
         "",
         "Written by `python benchmarks/memory.py` (rows kept in `memory.jsonl`; a rerun skips finished rows).",
         "",
-        f"Machine: {machine()}. Date of the last row: {max((r['date'] for r in rows), default='-')}.",
+        f"Machine: {machine()}. Date of the last row: {max((r['date'] for r in rows), default='-')}. "
+        f"Code: {', '.join(sorted({r.get('code', 'unknown') for r in rows}))}.",
         "",
         f"Budget: {b.get('method')}, backbone {b.get('backbone')}, {b.get('image_size')}x{b.get('image_size')} "
         f"RGB JPEGs (random content, 10 class folders), batch {b.get('batch_size')}, "

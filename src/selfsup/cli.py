@@ -180,10 +180,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
     check_same_shape(method, parts[0], "embed")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     method.to(device)
-    embeddings = torch.cat([
+    embedded = [
         embed_source(method.encoder, part, batch_size=args.batch_size, device=device, progress=sys.stderr.isatty())[0]
         for part in parts
-    ]).numpy()
+    ]
+    embeddings = (embedded[0] if len(embedded) == 1 else torch.cat(embedded)).numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, lambda tmp: np.save(tmp, embeddings))
     print(f"wrote {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]} to {out}")

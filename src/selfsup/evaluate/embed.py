@@ -36,8 +36,11 @@ def embed_source(
     samples are skipped with a warning, so labels are ``source.labels[index]``)."""
     was_training = encoder.training
     encoder.eval()
-    parts: list[torch.Tensor] = []
-    indices: list[torch.Tensor] = []
+    # One preallocated [N, D] result, filled batch by batch: the embeddings are held once (a list
+    # of batches and its concatenation would hold them twice at the peak).
+    out: torch.Tensor | None = None
+    indices = torch.empty(len(source), dtype=torch.int64)
+    filled = 0
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -45,14 +48,18 @@ def embed_source(
         bar = tqdm(total=len(source), desc="embed", unit="sample", leave=False)
     try:
         for batch in iterate(source, batch_size, num_workers=num_workers):
-            parts.append(encoder(batch["x"].to(device, non_blocking=True)).float().cpu())
-            indices.append(batch["index"])
+            z = encoder(batch["x"].to(device, non_blocking=True)).float().cpu()
+            if out is None:
+                out = torch.empty(len(source), z.shape[1])
+            out[filled : filled + len(z)] = z
+            indices[filled : filled + len(z)] = batch["index"]
+            filled += len(z)
             if bar is not None:
                 bar.update(len(batch))
     finally:
         encoder.train(was_training)
         if bar is not None:
             bar.close()
-    if not parts:
+    if out is None:
         return torch.empty(0, getattr(encoder, "embed_dim", 0)), torch.empty(0, dtype=torch.int64)
-    return torch.cat(parts), torch.cat(indices)
+    return out[:filled], indices[:filled]  # fewer than N when unreadable samples were skipped
