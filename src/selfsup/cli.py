@@ -13,7 +13,7 @@ import torch
 from selfsup.backbones import list_backbones
 from selfsup.config import RunConfig, apply_override, load_yaml, merge
 from selfsup.core.io import write_atomic
-from selfsup.data import list_datasets, load_dataset
+from selfsup.data import get_modality, list_datasets, list_modalities, load_dataset
 from selfsup.data.timeseries import list_timeseries_datasets
 from selfsup.errors import CollapseError, DataError, SelfsupError
 from selfsup.evaluate.embed import embed_source
@@ -200,9 +200,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if what in (None, "backbones"):
         print("backbones:\n  " + "\n  ".join(list_backbones()))
     if what in (None, "datasets"):
-
         print(
-            "datasets (built in; or a folder of images, a .npy/.npz file, a .ts/.csv/.tsv file, series:PATH):\n  "
+            "datasets (built in; or a folder of images, a .npy/.npz file, idx:DIR, a .ts/.csv/.tsv file, series:PATH):\n  "
             + "\n  ".join(list_datasets())
         )
         print(
@@ -211,6 +210,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         )
     if what in (None, "views"):
         print("views:\n  " + "\n  ".join(list_views()))
+    if what in (None, "modalities"):
+        print("modalities (default views, backbone):")
+        for name in list_modalities():
+            modality = get_modality(name)
+            print(f"  {name:<12} {modality.default_views}, {modality.default_backbone}")
     return 0
 
 
@@ -275,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data", help="embed this data for the spectrum and the map instead of the run's own")
     p.add_argument("--max-points", type=int, default=2000, help="samples in the embedding map (default 2000)")
-    p = sub.add_parser("list", help="list methods, backbones, datasets and views")
-    p.add_argument("what", nargs="?", choices=("methods", "backbones", "datasets", "views"))
+    p = sub.add_parser("list", help="list methods, backbones, datasets, views and modalities")
+    p.add_argument("what", nargs="?", choices=("methods", "backbones", "datasets", "views", "modalities"))
     return parser
 
 
