@@ -301,3 +301,18 @@ def test_the_training_step_stops_or_warns_at_a_sample_a_worker_could_not_read() 
         else:
             with pytest.warns(UserWarning, match="broken.png"):
                 assert module.training_step(batch, 0) is not None
+
+
+def test_reading_data_does_not_move_the_global_random_stream() -> None:
+    """Statistics, checks and evaluation read through loaders; the model's initialisation and the
+    training shuffle must not depend on whether they ran."""
+    from selfsup.data import load_dataset
+    from selfsup.data.loader import iterate
+
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    for _ in iterate(data.train, batch_size=256):
+        pass
+    assert torch.equal(torch.rand(3), expected)

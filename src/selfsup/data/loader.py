@@ -71,7 +71,11 @@ def iterate(
 ) -> Iterator[Batch]:
     """Every sample of ``source`` once, in order, in batches (bad files skipped with a warning by default)."""
     warned: set[str] = set()
-    for batch in make_loader(source, batch_size, num_workers=num_workers):
+    # A generator of its own: creating a DataLoader iterator draws a seed, and reading data for
+    # statistics, checks or evaluation must not move the global random stream that initialises
+    # the model and shuffles the training data.
+    loader = make_loader(source, batch_size, num_workers=num_workers, generator=torch.Generator())
+    for batch in loader:
         check_batch(batch, skip_bad_files, warned)
         if len(batch):
             yield batch
