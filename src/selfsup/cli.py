@@ -180,14 +180,26 @@ def cmd_embed(args: argparse.Namespace) -> int:
     check_same_shape(method, parts[0], "embed")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     method.to(device)
-    embedded = [
-        embed_source(method.encoder, part, batch_size=args.batch_size, device=device, progress=sys.stderr.isatty())[0]
-        for part in parts
-    ]
-    embeddings = (embedded[0] if len(embedded) == 1 else torch.cat(embedded)).numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, lambda tmp: np.save(tmp, embeddings))
-    print(f"wrote {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]} to {out}")
+    total, dim = sum(len(part) for part in parts), method.encoder.embed_dim
+    written: list[int] = []
+
+    def fill(tmp: Path) -> None:
+        # Batches go straight into a memory-mapped .npy: the embeddings are never all in memory.
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, dim))
+        start = 0
+        for part in parts:
+            view = torch.from_numpy(array[start : start + len(part)])
+            z, _ = embed_source(method.encoder, part, args.batch_size, device, progress=sys.stderr.isatty(), out=view)
+            start += len(z)  # unreadable samples (skipped) leave the tail unused
+        array.flush()
+        del array
+        if start < total:  # rewrite without the unused rows
+            np.save(tmp, np.load(tmp, mmap_mode="r")[:start].copy())
+        written.append(start)
+
+    write_atomic(out, fill)
+    print(f"wrote {written[0]} embeddings of dimension {dim} to {out}")
     return 0
 
 

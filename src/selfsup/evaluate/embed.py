@@ -30,10 +30,15 @@ def embed_source(
     device: torch.device | str = "cpu",
     num_workers: int = -1,
     progress: bool = False,
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings ``[N, D]`` (CPU, float32) of every readable sample of ``source``, read in batches
     (workers decode files), and the indices ``[N]`` of the samples they belong to (unreadable
-    samples are skipped with a warning, so labels are ``source.labels[index]``)."""
+    samples are skipped with a warning, so labels are ``source.labels[index]``).
+
+    ``out``: a ``[len(source), D]`` float32 tensor to fill (e.g. over a memory-mapped ``.npy``,
+    so the embeddings of a large folder are never all in memory); the first ones returned are
+    views of it."""
     was_training = encoder.training
     encoder.eval()
     # One preallocated [N, D] result, filled batch by batch: the embeddings are held once (a list
@@ -51,6 +56,8 @@ def embed_source(
             z = encoder(batch["x"].to(device, non_blocking=True)).float().cpu()
             if out is None:
                 out = torch.empty(len(source), z.shape[1])
+            elif filled == 0 and tuple(out.shape) != (len(source), z.shape[1]):
+                raise ValueError(f"out has shape {tuple(out.shape)}; expected {(len(source), z.shape[1])}")
             out[filled : filled + len(z)] = z
             indices[filled : filled + len(z)] = batch["index"]
             filled += len(z)
