@@ -364,8 +364,9 @@ def write_table(rows: list[dict]) -> None:
         lines.append("")
     for r in rows:
         if r["phase"] == "embed" and "embeddings_mib" in r:
-            lines.append(f"`embed` of N={r['n']:,} holds all {r['images']:,} x {r['embed_dim']} float32 embeddings "
-                         f"before writing them: {r['embeddings_mib']:.1f} MiB (expected, grows with N).")
+            lines.append(f"`embed` of N={r['n']:,} writes {r['images']:,} x {r['embed_dim']} float32 embeddings "
+                         f"({r['embeddings_mib']:.1f} MiB, the output itself) into a memory-mapped .npy; its pages are "
+                         f"file-backed and count in the process's RSS until the kernel writes them back.")
     if TABLE.exists():
         text = TABLE.read_text()
         if NOTES_MARK in text:

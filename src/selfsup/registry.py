@@ -29,6 +29,10 @@ class Registry(Generic[T]):
             if key in self._items:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[key] = obj
+            try:  # the name it was registered under, for messages (classes and functions)
+                setattr(obj, "registered_name", name)
+            except (AttributeError, TypeError):
+                pass
             return obj
 
         return decorator

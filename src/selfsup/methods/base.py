@@ -232,14 +232,7 @@ def split_decay(params: list[nn.Parameter], weight_decay: float, **extra: Any) -
 METHODS: Registry[type[Method]] = Registry("method")
 
 
-def register_method(name: str):
-    """Register a :class:`Method` subclass under ``name`` (kept as ``registered_name`` for messages)."""
-
-    def decorator(cls: type[Method]) -> type[Method]:
-        cls.registered_name = name
-        return METHODS.register(name)(cls)
-
-    return decorator
+register_method = METHODS.register  # @register_method("name") on a Method subclass
 
 
 def create_method(name: str, encoder: Encoder, **params: Any) -> Method:

@@ -24,7 +24,6 @@ class Modality:
     """Base of every modality; the defaults suit samples that are one float tensor ``"x"``.
 
     Class attributes:
-        name: the registered name (sources say which modality their samples are).
         default_views / default_backbone: what a run uses when it says ``auto``.
         stat_dims: the dimensions of a batch ``x [N, ...]`` the input statistics are taken over
             (images: ``(0, 2, 3)``, one mean per channel); the others are kept, so mean and std
@@ -32,11 +31,15 @@ class Modality:
         unbiased_std: divide by ``n - 1`` (``False``: by ``n``, as TS2Vec's protocol for series).
     """
 
-    name: ClassVar[str] = "generic"
     default_views: ClassVar[str] = "vector"
     default_backbone: ClassVar[str] = "mlp"
     stat_dims: ClassVar[tuple[int, ...]] = (0,)
     unbiased_std: ClassVar[bool] = True
+
+    @property
+    def name(self) -> str:
+        """The registered name (sources name the modality of their samples)."""
+        return getattr(self, "registered_name", "generic")
 
     def collate(self, samples: list[dict[str, Any] | BadSample] | Batch) -> Batch:
         """Samples (or a batch a source made whole) -> one :class:`Batch`."""
@@ -91,14 +94,7 @@ class Modality:
 MODALITIES: Registry[type[Modality]] = Registry("modality")
 
 
-def register_modality(name: str):
-    """Register a :class:`Modality` subclass under ``name`` (sets its ``name``)."""
-
-    def decorator(cls: type[Modality]) -> type[Modality]:
-        cls.name = name
-        return MODALITIES.register(name)(cls)
-
-    return decorator
+register_modality = MODALITIES.register  # @register_modality("name") on a Modality subclass
 
 
 def get_modality(name: str | None) -> Modality:
