@@ -75,19 +75,26 @@ def _strict_json(value: Any) -> Any:
     return value
 
 
-def write_metrics(run_dir: Path, updates: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``updates`` into ``metrics.json`` (atomic rewrite) and return the whole record."""
+def read_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """The run's ``metrics.json`` (``{}`` before the first session has finished)."""
     path = Path(run_dir) / METRICS_FILE
-    record: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    record.update(updates)
-    write_atomic(path, json.dumps(_strict_json(record), indent=2))
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path} is not valid JSON ({error}); it may have been edited by hand") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path} must hold a JSON object, not {type(record).__name__}")
     return record
 
 
-def read_metrics(run_dir: Path) -> dict[str, Any]:
-    """``metrics.json`` of a run (empty when there is none yet)."""
-    path = Path(run_dir) / METRICS_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+def write_metrics(run_dir: Path, updates: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``updates`` into ``metrics.json`` (atomic rewrite) and return the whole record."""
+    record = read_metrics(run_dir)
+    record.update(updates)
+    write_atomic(Path(run_dir) / METRICS_FILE, json.dumps(_strict_json(record), indent=2))
+    return record
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:

@@ -155,11 +155,6 @@ class Subset(SampleSource):
     def sample_id(self, index: int) -> str:
         return self.parent.sample_id(int(self.indices[index]))
 
-    @property
-    def x(self) -> torch.Tensor:
-        """In-memory parents only: the selected samples as one tensor."""
-        return self.parent.take(self.indices)["x"]  # type: ignore[attr-defined]
-
 
 class ArrayDataset(SampleSource):
     """Samples held in one array in memory, or memory-mapped from a ``.npy`` file.

@@ -20,7 +20,6 @@ import base64
 import csv
 import html
 import io
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -34,13 +33,12 @@ from selfsup.core.io import write_atomic
 from selfsup.core.schedules import warmup_cosine
 from selfsup.data import load_dataset
 from selfsup.data.loader import materialize
-from selfsup.errors import DataError
 from selfsup.evaluate.embed import embed_in_batches
 from selfsup.evaluate.rankme import rankme, singular_values
 from selfsup.evaluate.results import _format_cell as format_cell
 from selfsup.evaluate.risk import COLUMNS as RISK_COLUMNS
 from selfsup.evaluate.run import evaluation_groups, random_init_method
-from selfsup.rundir import METRICS_FILE, check_same_shape, load_run
+from selfsup.rundir import check_same_shape, load_run, read_metrics
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "report"
@@ -137,20 +135,6 @@ def sample_for_plots(data: Any, max_points: int, seed: int) -> tuple[torch.Tenso
 
 # ---------------------------------------------------------------------------------------------
 # Reading metrics.json
-
-
-def read_metrics(run_dir: str | Path) -> dict[str, Any]:
-    """The run's ``metrics.json`` (``{}`` before the first session has finished)."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return {}
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path} is not valid JSON ({error}); it may have been edited by hand") from None
-    if not isinstance(record, dict):
-        raise DataError(f"{path} must hold a JSON object, not {type(record).__name__}")
-    return record
 
 
 def monitor_series(records: list[dict[str, Any]]) -> tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]:

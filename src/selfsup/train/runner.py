@@ -21,7 +21,7 @@ import yaml
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 from selfsup.backbones import BACKBONES
-from selfsup.config import ComponentConfig, RunConfig, build_dataclass, merge, to_plain
+from selfsup.config import ComponentConfig, RunConfig, build_dataclass, to_plain
 from selfsup.core.io import write_atomic
 from selfsup.data import DatasetSplits, SampleSource, data_options, load_dataset
 from selfsup.data.loader import iterate, make_loader, materialize
