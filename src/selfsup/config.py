@@ -8,14 +8,84 @@ config dataclass, so an unknown or mistyped key is an error that lists the valid
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 
 from selfsup.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric config field, declared in its annotation::
+
+        temperature: PositiveFloat = 0.1           # Annotated[float, Range(gt=0)]
+        drop_rate: Annotated[float, Range(ge=0, lt=1)] = 0.1
+
+    Every float field must be finite unless its range says ``finite=False``. A value out of range
+    is a ConfigError naming the field, the value and the range.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    finite: bool = True
+
+    def describe(self) -> str:
+        """The range in words: ``> 0``, ``in [0, 1)``, or ``""`` when only finiteness is asked."""
+        low = f"[{_number(self.ge)}" if self.ge is not None else f"({_number(self.gt)}" if self.gt is not None else ""
+        high = f"{_number(self.le)}]" if self.le is not None else f"{_number(self.lt)})" if self.lt is not None else ""
+        if low and high:
+            return f"in {low}, {high}"
+        if low:
+            return f"{'>=' if self.ge is not None else '>'} {low[1:]}"
+        if high:
+            return f"{'<=' if self.le is not None else '<'} {high[:-1]}"
+        return ""
+
+    def check(self, value: float, where: str) -> None:
+        words = f" {self.describe()}" if self.describe() else ""
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigError(f"{where} must be a number{words}; got nan")
+        if self.finite and isinstance(value, float) and math.isinf(value):
+            raise ConfigError(f"{where} must be a finite number{words}; got {value}")
+        bad = (
+            (self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le) or (self.lt is not None and value >= self.lt)
+        )
+        if bad:
+            raise ConfigError(f"{where} must be{words}; got {value!r}")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """The valid values of a string config field: ``Annotated[str, OneOf("adamw", "sgd")]``."""
+
+    choices: tuple[str, ...]
+
+    def __init__(self, *choices: str) -> None:
+        object.__setattr__(self, "choices", tuple(choices))
+
+    def check(self, value: Any, where: str) -> None:
+        if value not in self.choices:
+            raise ConfigError(f"{where} must be one of {', '.join(map(repr, self.choices))}; got {value!r}")
+
+
+# The ranges most fields need (use Annotated[...] with a Range for others).
+PositiveFloat = Annotated[float, Range(gt=0)]
+NonNegativeFloat = Annotated[float, Range(ge=0)]
+Fraction = Annotated[float, Range(ge=0, le=1)]  # a probability or a ratio, ends included
+PositiveInt = Annotated[int, Range(ge=1)]
+NonNegativeInt = Annotated[int, Range(ge=0)]
 
 
 @dataclass
@@ -24,6 +94,9 @@ class ComponentConfig:
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+
+
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64")
 
 
 @dataclass
@@ -35,35 +108,48 @@ class TrainConfig:
     warm-up and followed by cosine decay to ``min_lr_ratio * lr``.
     """
 
-    epochs: int = 100
+    epochs: PositiveInt = 100
     # Stop after this many optimiser steps (0: no limit); the schedules then span max_steps.
-    max_steps: int = 0
-    batch_size: int = 256
+    max_steps: NonNegativeInt = 0
+    batch_size: Annotated[int, Range(ge=2)] = 256
     # DataLoader worker processes that read and decode samples (-1: none for data in memory,
     # else one per CPU core but one, at most 8).
-    num_workers: int = -1
-    optimizer: str = "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    lars_eta: float = 1e-3
-    warmup_epochs: int = 5
-    min_lr_ratio: float = 0.01
-    seed: int = 0
-    accelerator: str = "auto"
+    num_workers: Annotated[int, Range(ge=-1)] = -1
+    optimizer: Annotated[str, OneOf("adamw", "sgd", "lars")] = "adamw"
+    lr: PositiveFloat = 2e-3
+    weight_decay: NonNegativeFloat = 1e-4
+    momentum: Annotated[float, Range(ge=0, lt=1)] = 0.9
+    lars_eta: PositiveFloat = 1e-3
+    warmup_epochs: NonNegativeInt = 5
+    min_lr_ratio: Fraction = 0.01
+    seed: Annotated[int, Range(ge=0, lt=2**32)] = 0
+    accelerator: Annotated[str, OneOf("auto", "cpu", "gpu", "cuda", "mps")] = "auto"
     devices: Any = "auto"
-    precision: str = "auto"  # "auto": bf16-mixed on GPUs that support it, else 32-true
-    checkpoint_every_n_epochs: int = 1
+    precision: Annotated[str, OneOf(*PRECISIONS)] = "auto"  # "auto": bf16-mixed on GPUs that support it, else 32-true
+    checkpoint_every_n_epochs: PositiveInt = 1
     # Label-free monitors (RankMe, alpha-ReQ, alignment/uniformity, std; online kNN/linear when the
     # data has labels) on a fixed subset of the train set; see docs/monitoring.md.
-    monitor_every_n_epochs: int = 5
-    monitor_samples: int = 512
+    monitor_every_n_epochs: PositiveInt = 5
+    monitor_samples: Annotated[int, Range(ge=2)] = 512
     # Collapse alarm: complete collapse when the normalised embeddings' std * sqrt(D) falls below
     # collapse_std_threshold; dimensional when RankMe < collapse_rank_fraction * min(N, D) (0: off).
-    collapse_std_threshold: float = 0.05
-    collapse_rank_fraction: float = 0.01
+    collapse_std_threshold: NonNegativeFloat = 0.05
+    collapse_rank_fraction: Fraction = 0.01
     stop_on_collapse: bool = False  # end the run (checkpoint kept, CLI exit code 4) at a collapse
     progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        devices = self.devices
+        ok = devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool) and (devices >= 1 or devices == -1))
+        if isinstance(devices, str) and devices != "auto":
+            ok = devices.strip().lstrip("-").isdigit() or all(part.strip().isdigit() for part in devices.split(",") if part.strip())
+        if isinstance(devices, (list, tuple)):
+            ok = bool(devices) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
+        if not ok:
+            raise ConfigError(
+                f"config.train.devices must be auto, a number of devices (1 or more; -1: all), or a list of device "
+                f"indices; got {devices!r}"
+            )
 
 
 @dataclass
@@ -135,9 +221,18 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Convert a YAML value to a field's annotated type (tuples, nested dataclasses, floats)."""
+def _coerce(value: Any, annotation: Any, where: str, finite: bool = True) -> Any:
+    """Convert a YAML value to a field's annotated type (tuples, nested dataclasses, floats) and
+    check it against the field's :class:`Range` or :class:`OneOf` (floats must be finite)."""
     origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        base, *checks = typing.get_args(annotation)
+        # A Range checks finiteness itself (its message gives the range).
+        value = _coerce(value, base, where, finite=not any(isinstance(check, Range) for check in checks))
+        for check in checks:
+            if isinstance(check, (Range, OneOf)) and value is not None:
+                check.check(value, where)
+        return value
     if annotation is ComponentConfig and isinstance(value, str):
         return ComponentConfig(value)
     if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
@@ -155,23 +250,27 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if annotation is float and isinstance(value, str):
         # YAML 1.1 reads ``1e-6`` (no dot) as a string; accept any number Python can parse.
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             raise ConfigError(f"{where} must be a number; got {value!r}") from None
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
+        if finite and not math.isfinite(value):
+            Range().check(value, where)  # every float field is finite unless its Range says otherwise
+        return value
     if annotation is int and isinstance(value, float) and value.is_integer():
         return int(value)
     simple = {int: int, float: float, bool: bool, str: str}
-    if annotation in simple and not isinstance(value, simple[annotation]):
-        raise ConfigError(f"{where} must be of type {annotation.__name__}; got {value!r}")
+    if annotation in simple and (not isinstance(value, simple[annotation]) or (annotation is not bool and isinstance(value, bool))):
+        kind = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}[annotation]
+        raise ConfigError(f"{where} must be {kind}; got {value!r}")
     return value
 
 
 def build_dataclass(cls: type, values: dict[str, Any] | None, where: str) -> Any:
     """Instantiate dataclass ``cls`` from a dict, recursively, with clear errors on bad keys."""
     values = dict(values or {})
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
