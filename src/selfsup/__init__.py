@@ -10,6 +10,7 @@ Quick start::
 from selfsup.backbones import create_backbone, list_backbones
 from selfsup.config import ComponentConfig, RunConfig, TrainConfig
 from selfsup.errors import SelfsupError
+from selfsup.export import load_encoder
 from selfsup.methods import create_method, list_methods, register_method
 from selfsup.train.runner import pretrain
 
@@ -17,5 +18,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "pretrain", "RunConfig", "TrainConfig", "ComponentConfig", "create_backbone", "list_backbones",
-    "create_method", "list_methods", "register_method", "SelfsupError", "__version__",
+    "create_method", "list_methods", "register_method", "SelfsupError", "load_encoder", "__version__",
 ]

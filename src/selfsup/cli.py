@@ -19,6 +19,7 @@ from selfsup.errors import CollapseError, DataError, SelfsupError
 from selfsup.evaluate.embed import embed_source
 from selfsup.evaluate.report import FIGURES_DIR, write_report
 from selfsup.evaluate.run import evaluate_run
+from selfsup.export import FORMATS, export_encoder, read_contract
 from selfsup.methods import METHODS
 from selfsup.rundir import check_same_shape, load_run
 from selfsup.train.runner import pretrain
@@ -203,6 +204,20 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    model_path, contract_path = export_encoder(
+        args.run_dir, args.output, args.format, force=args.force, input_dtype=args.input_dtype
+    )
+    contract = read_contract(model_path)
+    shape = ", ".join(str(s) for s in contract["input"]["shape"][1:])
+    print(
+        f"wrote {model_path} ({args.format}: raw {contract['input']['dtype']} samples [N, {shape}] -> "
+        f"embeddings [N, {contract['embed_dim']}])"
+    )
+    print(f"wrote {contract_path} (the input contract: shape, dtype, standardisation, the run's config)")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     what = args.what
     if what in (None, "methods"):
@@ -291,6 +306,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data", help="embed this data for the spectrum and the map instead of the run's own")
     p.add_argument("--max-points", type=int, default=2000, help="samples in the embedding map (default 2000)")
+    p = sub.add_parser(
+        "export",
+        help="write a run's encoder as ONNX, TorchScript or safetensors, with its input contract (.json)",
+        description="Write the run's encoder (raw samples in, embeddings out; ONNX and TorchScript include the "
+        "standardisation) and, beside it, OUTPUT.json: input shape and dtype, standardisation, the run's config. "
+        "See docs/export.md.",
+    )
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--format", required=True, help=f"one of {', '.join(sorted(FORMATS))}")
+    p.add_argument(
+        "-o", "--output", type=Path,
+        help="file to write (default RUN_DIR/export/encoder.<onnx|pt|safetensors>); its folder must exist",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing export")
+    p.add_argument(
+        "--input-dtype", metavar="DTYPE",
+        help="dtype of the raw samples the file takes, e.g. uint8 or float32 (default: that of the run's data)",
+    )
     p = sub.add_parser("list", help="list methods, backbones, datasets, views and modalities")
     p.add_argument("what", nargs="?", choices=("methods", "backbones", "datasets", "views", "modalities"))
     return parser
@@ -298,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "embed": cmd_embed, "sweep": cmd_sweep, "report": cmd_report,
-    "list": cmd_list,
+    "list": cmd_list, "export": cmd_export,
 }
 
 
