@@ -67,6 +67,7 @@ def test_resume_a_finished_run_with_nothing_left_to_do(run_dir: Path) -> None:
     before = json.loads((run_dir / "metrics.json").read_text())["steps"]
     result = selfsup("pretrain", "--resume", str(run_dir), "--no-eval")
     assert result.returncode == 0, result.stderr
+    assert "nothing to resume" in result.stderr and "--epochs" in result.stderr
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == before
 
 
@@ -112,5 +113,5 @@ def test_nan_in_user_arrays(tmp_path: Path) -> None:
 
 def test_existing_output_is_kept(run_dir: Path) -> None:
     before = (run_dir / "metrics.json").read_text()
-    assert_user_error(selfsup("pretrain", "-o", str(run_dir)), "already exists", "--resume")
+    assert_user_error(selfsup("pretrain", "-o", str(run_dir)), "already holds a run", "--resume")
     assert (run_dir / "metrics.json").read_text() == before

@@ -110,9 +110,9 @@ def test_existing_run_directory_is_never_overwritten(tmp_path: Path) -> None:
     run.mkdir()
     keep = run / "notes.txt"
     keep.write_text("precious")
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(ConfigError, match="not a selfsup run"):
         pretrain(_config(epochs=1), run_dir=run)
-    assert keep.read_text() == "precious"
+    assert keep.read_text() == "precious" and sorted(p.name for p in run.iterdir()) == ["notes.txt"]
 
 
 def test_batch_larger_than_dataset_is_refused(tmp_path: Path) -> None:

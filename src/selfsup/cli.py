@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -11,18 +12,20 @@ import numpy as np
 import torch
 
 from selfsup.backbones import list_backbones
-from selfsup.config import RunConfig, apply_override, load_yaml, merge
-from selfsup.core.io import write_atomic
+from selfsup.config import COMPONENTS, RunConfig, apply_override, load_yaml, merge
+from selfsup.core.io import check_output_file, write_atomic
+from selfsup.core.lock import RunLock
 from selfsup.data import get_modality, list_datasets, list_modalities, load_dataset
 from selfsup.data.timeseries import list_timeseries_datasets
-from selfsup.errors import CollapseError, DataError, SelfsupError
+from selfsup.errors import CollapseError, ConfigError, DataError, SelfsupError, StorageError
 from selfsup.evaluate.embed import embed_source
 from selfsup.evaluate.report import FIGURES_DIR, write_report
 from selfsup.evaluate.run import evaluate_run
 from selfsup.export import FORMATS, export_encoder, read_contract
 from selfsup.methods import METHODS
-from selfsup.rundir import check_same_shape, load_run
+from selfsup.rundir import check_same_shape, load_run, load_run_config, read_metrics
 from selfsup.train.runner import pretrain
+from selfsup.train.signals import Stop, StopRequests
 from selfsup.train.sweep import parse_grid, run_sweep, sweep_table
 from selfsup.views import list_views
 
@@ -67,7 +70,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 def _config_from_args(args: argparse.Namespace):
     values: dict = {"train": {}}
     if args.config is not None:
-        values = merge(values, load_yaml(args.config))
+        loaded = load_yaml(args.config)
+        for key, value in loaded.items():
+            if key in ("train", "eval") and not isinstance(value, dict):
+                raise ConfigError(
+                    f"config file {args.config}: {key!r} must be a mapping of {key} settings "
+                    f"(e.g. {key}: {{{'epochs: 100' if key == 'train' else 'probes: [knn, linear]'}}}); got {value!r}"
+                )
+            if key in COMPONENTS and not isinstance(value, (str, dict)):
+                raise ConfigError(
+                    f"config file {args.config}: {key!r} must be a name or a mapping with name and params; got {value!r}"
+                )
+        values = merge(values, loaded)
         values.setdefault("train", {})
     direct = {
         "method": args.method, "data": args.data, "backbone": args.backbone,
@@ -101,11 +115,38 @@ def _config_from_args(args: argparse.Namespace):
     return RunConfig.from_dict(merge(base, values))
 
 
+# Options a resume cannot honour: the run keeps the model, data and settings of its config.yaml.
+_FIXED_ON_RESUME = {
+    "method": "--method", "data": "--data", "backbone": "--backbone", "batch_size": "--batch-size", "lr": "--lr",
+    "seed": "--seed", "devices": "--devices", "precision": "--precision", "config": "-c", "overrides": "--set",
+    "skip_bad_files": "--skip-bad-files", "stop_on_collapse": "--stop-on-collapse",
+}
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.output is not None and args.output != args.resume:
             raise SelfsupError("--resume and --output name different directories; pass only --resume RUN_DIR")
-        result = pretrain(run_dir=args.resume, resume=True, evaluate=not args.no_eval)
+        given = [flag for name, flag in _FIXED_ON_RESUME.items() if getattr(args, name, None) not in (None, False, [])]
+        if given:
+            raise ConfigError(
+                f"--resume continues {args.resume} with the settings in its config.yaml, so {', '.join(given)} cannot "
+                "apply; start a new run (-o NEW_DIR) to change them. A resume takes --epochs (more, to extend the "
+                "run), --accelerator, --no-progress and --no-eval."
+            )
+        status = str(read_metrics(args.resume).get("status", "")) if args.resume.is_dir() else ""
+        if status.startswith("finished") and args.epochs is None:  # nothing to do: a resume loop may ask again
+            print(
+                f"{args.resume} has finished training: nothing to resume. To train it longer pass --epochs N (more "
+                f"than its epochs) with --resume; to evaluate it, selfsup evaluate {args.resume}", file=sys.stderr,
+            )
+            return 0
+        session = {"accelerator": args.accelerator} if args.accelerator else {}
+        if args.no_progress:
+            session["progress_bar"] = False
+        result = pretrain(
+            run_dir=args.resume, resume=True, evaluate=not args.no_eval, epochs=args.epochs, session=session,
+        )
     else:
         config = _config_from_args(args)
         result = pretrain(config, run_dir=args.output, evaluate=False if args.no_eval else None)
@@ -153,9 +194,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     probes = tuple(p.strip() for arg in args.probes for p in arg.split(",") if p.strip()) if args.probes else None
     if args.protocol is not None:
         probes = PROTOCOLS[args.protocol]
-    record = evaluate_run(
-        args.run_dir, data_spec=args.data, probes=probes, finetune=args.finetune or None, risk=args.risk or None
-    )
+    load_run_config(args.run_dir)  # one line for a missing or damaged run directory, before the lock
+    with RunLock(args.run_dir, "evaluating the run"):  # not while a process trains it (both write metrics.json)
+        record = evaluate_run(
+            args.run_dir, data_spec=args.data, probes=probes, finetune=args.finetune or None, risk=args.risk or None
+        )
     print(f"evaluation of {args.run_dir} on {record['evaluation']['data']} ({record['evaluation']['note']}):")
     print(record["evaluation_table"])
     return 0
@@ -173,6 +216,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix != ".npy":
         raise SelfsupError(f"output {out} must end in .npy")
+    check_output_file(out, force=args.force, what="embeddings file")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1; got {args.batch_size}")
     config, method, _ = load_run(args.run_dir)
     data = load_dataset(args.data, skip_bad_files=args.skip_bad_files, options=config.data.params)
     parts = {"train": [data.train], "test": [data.test] if data.test else [], "all": [data.train] + ([data.test] if data.test else [])}[args.split]
@@ -298,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "test", "all"), default="all", help="which split (all: train then test)")
     p.add_argument("--batch-size", type=int, default=512, help="samples embedded at a time (memory does not grow with the data)")
     p.add_argument("--skip-bad-files", action="store_true")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p = sub.add_parser(
         "report",
         help="write RUN_DIR/report.html: curves, monitors, spectrum, embedding map, evaluation",
@@ -335,16 +382,33 @@ COMMANDS = {
 }
 
 
+# errno values of a file system that refuses a write: one line, not a traceback.
+_WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (docs/cli.md lists them)."""
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        # SIGINT and SIGTERM end any command with exit 128 + signal (pretrain stops at a step boundary).
+        with StopRequests().installed():
+            return COMMANDS[args.command](args)
     except SelfsupError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    except Stop as stop:
+        print(f"\nstopped by {stop.name}; every file written so far is complete", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("\ninterrupted; the last checkpoint is kept (continue with selfsup pretrain --resume RUN_DIR)", file=sys.stderr)
         return 130
+    except OSError as error:
+        if error.errno not in _WRITE_ERRORS:
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        print(f"error: cannot write{where}: {error.strerror}; choose another output, or free space / fix permissions",
+              file=sys.stderr)
+        return StorageError.exit_code
 
 
 if __name__ == "__main__":

@@ -292,8 +292,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist")
     try:
         values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as error:
+        reason = str(error).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML ({reason}); a recipe is a YAML mapping, see recipes/") from None
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read ({error.strerror})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a mapping (key: value), not {type(values).__name__}")
     return values

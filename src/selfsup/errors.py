@@ -32,3 +32,24 @@ class CollapseError(SelfsupError):
     """The collapse alarm stopped a run (``train.stop_on_collapse``); the checkpoint is kept."""
 
     exit_code = 4
+
+
+class StorageError(SelfsupError):
+    """A file could not be written (a full disk, a read-only folder); what was there is kept."""
+
+    exit_code = 5
+
+
+class RunLockedError(SelfsupError):
+    """Another live process holds the run directory (training it, or evaluating it)."""
+
+    exit_code = 6
+
+
+class RunInterrupted(SelfsupError):
+    """SIGINT or SIGTERM stopped a run; the exit code is 128 + the signal's number (130, 143)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + int(signum)

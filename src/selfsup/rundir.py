@@ -5,9 +5,11 @@ Run directory::
     RUN_DIR/
       config.yaml            resolved configuration (every default written out)
       checkpoints/last.ckpt  written atomically every epoch; resume and evaluate from it
+      checkpoints/previous.ckpt  the checkpoint before it (for a damaged last.ckpt)
       metrics.json           loss per step, monitors per epoch, evaluation results
       training.png           training curve, RankMe, singular-value spectrum
-      logs/                  CSV log of every logged scalar
+      logs/metrics.csv       CSV log of every logged scalar, append-only (a session column per start/resume)
+      .lock                  held by the process training (or evaluating) the run; who, since when
 
 This module sits above ``methods`` and ``data`` and below ``evaluate`` and ``train``, so both can
 read a run without importing each other.
@@ -35,6 +37,10 @@ from selfsup.methods.base import Encoder, Method
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT = "checkpoints/last.ckpt"
+PREVIOUS_CHECKPOINT = "checkpoints/previous.ckpt"  # the one before last.ckpt, kept for a damaged last
+# Checkpoint format: 1 before the contracts change (no version key), 2 adds the version and a
+# copy of the run's config. load_run reads both (format 1 when its weights still fit the model).
+FORMAT_VERSION = 2
 METRICS_FILE = "metrics.json"
 STATISTICS_SAMPLES = 10_000  # input statistics come from at most this many samples (a fixed subset)
 
@@ -98,37 +104,124 @@ def write_metrics(run_dir: Path, updates: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The run's ``config.yaml``; a missing, damaged or invalid file is one line naming it."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ConfigError(f"run directory {run_dir} does not exist")
+        what = "is a file, not a run directory" if run_dir.exists() else "does not exist"
+        raise ConfigError(f"run directory {run_dir} {what}")
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a selfsup run directory (no {CONFIG_FILE} in it)")
-    return RunConfig.from_dict(yaml.safe_load(path.read_text()) or {})
+    fix = "restore the file the run was started with, or start a new run"
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        reason = str(error).splitlines()[0]
+        raise ConfigError(f"{path} is damaged ({reason}); {fix}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} is damaged (it holds {type(values).__name__}, not a mapping of settings); {fix}")
+    try:
+        return RunConfig.from_dict(values)
+    except ConfigError as error:
+        raise ConfigError(f"{path} is not a valid run config ({error}); {fix}") from None
+
+
+def checkpoint_path(run_dir: str | Path) -> Path | None:
+    """The checkpoint a run continues from: ``last.ckpt``, else ``previous.ckpt`` (after a crash
+    between the two renames, or when the user moved a damaged ``last.ckpt`` away), else ``None``."""
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+        if (Path(run_dir) / name).is_file():
+            return Path(run_dir) / name
+    return None
+
+
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """A checkpoint file's contents; a truncated, empty or foreign file is one line naming it and
+    what to do (continue from ``previous.ckpt`` when that one is intact)."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            raise ValueError("it holds no state_dict")
+    except Exception as error:  # a truncated, empty or foreign file
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        previous = path.parent / Path(PREVIOUS_CHECKPOINT).name
+        if path.name != previous.name and previous.is_file():
+            todo = (
+                f"move it away (mv {path} {path}.damaged) and the run continues from {previous}, "
+                "the checkpoint before it"
+            )
+        else:
+            todo = "no intact checkpoint is left: start the run again with selfsup pretrain"
+        raise DataError(f"{path} is damaged, not a readable checkpoint ({reason}); {todo}") from None
+    return checkpoint
+
+
+def checkpoint_config(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """The run config saved inside a checkpoint (format 2 and later), as a plain dict."""
+    return (checkpoint.get("selfsup") or {}).get("config")
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """``key: saved -> current`` for every setting that differs (dotted keys; ``ignore`` skipped)."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if key in ignore:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in dict.fromkeys([*a, *b]):
+                walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
+        elif a != b:
+            out.append(f"{key}: {a!r} -> {b!r}")
+
+    walk(saved, current, "")
+    return out
 
 
 def load_run(run_dir: str | Path, map_location: str | torch.device = "cpu") -> tuple[RunConfig, Method, dict[str, Any]]:
     """Rebuild a run's method from its config and last checkpoint.
 
-    Returns ``(config, method, meta)``; ``meta`` holds ``input_shape``, ``stat_shape`` and ``modality``.
+    Returns ``(config, method, meta)``; ``meta`` holds ``input_shape``, ``stat_shape``,
+    ``modality`` and (format 2 on) ``format_version`` and ``config``.
     """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    ckpt_path = run_dir / CHECKPOINT
-    if not ckpt_path.is_file():
+    ckpt_path = checkpoint_path(run_dir)
+    if ckpt_path is None:
         raise ConfigError(
             f"{run_dir} has no checkpoint yet ({CHECKPOINT}); the run stopped before its first epoch ended. "
-            "Start it again with selfsup pretrain."
+            f"Continue it with selfsup pretrain --resume {run_dir}."
         )
-    try:
-        checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=False)
-    except Exception as error:  # a truncated or foreign file
-        raise DataError(f"{ckpt_path} is not a readable checkpoint ({error})") from error
-    meta = checkpoint["selfsup"]
+    checkpoint = read_checkpoint(ckpt_path, map_location)
+    meta = checkpoint.get("selfsup") or {}
+    version = int(meta.get("format_version", 1))
+    if version > FORMAT_VERSION:
+        raise DataError(
+            f"{ckpt_path} was written by a newer selfsup (checkpoint format {version}; this one reads up to "
+            f"{FORMAT_VERSION}); upgrade selfsup to read it"
+        )
+    if "input_shape" not in meta or "stat_shape" not in meta:
+        raise DataError(f"{ckpt_path} is not a selfsup checkpoint (it has no input shape); was it written by selfsup?")
     placeholder = torch.zeros(meta["stat_shape"])
-    method = build_method(config, tuple(meta["input_shape"]), placeholder, placeholder + 1, meta.get("modality"))
     state = {k.removeprefix("method."): v for k, v in checkpoint["state_dict"].items() if k.startswith("method.")}
-    method.load_state_dict(state)
+    try:
+        method = build_method(config, tuple(meta["input_shape"]), placeholder, placeholder + 1, meta.get("modality"))
+        method.load_state_dict(state)
+    except (RuntimeError, ConfigError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0]
+        saved = checkpoint_config(checkpoint)
+        changed = config_differences(saved, config.to_dict(), ignore=("train", "eval")) if saved else []
+        if changed:
+            why = f"{run_dir / CONFIG_FILE} no longer matches the checkpoint ({'; '.join(changed[:3])}); restore those settings"
+        elif version < FORMAT_VERSION:
+            why = (
+                f"{ckpt_path} was written by an older selfsup (checkpoint format {version}, before the "
+                f"contracts change; this version writes format {FORMAT_VERSION}) and its weights do not fit this "
+                "version's model; pretrain it again, or read it with selfsup 0.1.0 from before that change"
+            )
+        else:
+            why = f"{run_dir / CONFIG_FILE} does not describe the model in {ckpt_path} ({reason}); restore the run's config"
+        raise DataError(why) from None
     method.eval()
     return config, method, meta
 

@@ -12,18 +12,24 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from selfsup.data.base import Batch
 from selfsup.data.modalities import get_modality
-from selfsup.errors import ConfigError
+from selfsup.core.io import FULL_DISK
+from selfsup.errors import ConfigError, StorageError
 from selfsup.evaluate.embed import embed_in_batches
 from selfsup.evaluate.quality import alignment, alpha_req, normalized_std, online_probes, uniformity
 from selfsup.evaluate.rankme import rankme
 
+LAST, PREVIOUS = "last.ckpt", "previous.ckpt"  # the two checkpoints a run keeps
+
 
 class AtomicCheckpoint(Checkpoint):
-    """Writes ``last.ckpt`` every ``every_n_epochs`` epochs: temp file, then rename.
+    """Writes ``last.ckpt`` every ``every_n_epochs`` epochs (and when a signal stops the run):
+    temp file, then rename; the checkpoint it replaces is kept as ``previous.ckpt``.
 
-    A crash while writing leaves the previous checkpoint intact. On a non-finite loss nothing is
-    written, so ``last.ckpt`` stays the last good state. As a ``Checkpoint`` subclass, Lightning
-    runs it after the other callbacks, so their epoch-end state is in the file.
+    A crash while writing leaves the previous checkpoints intact; so does a full disk, which
+    ends the run with a :class:`~selfsup.errors.StorageError` saying which checkpoint is kept.
+    On a non-finite loss nothing is written, so ``last.ckpt`` stays the last good state. As a
+    ``Checkpoint`` subclass, Lightning runs it after the other callbacks, so their epoch-end
+    state is in the file. The loggers are flushed first, so the log is never behind it.
     """
 
     def __init__(self, dirpath: str | Path, every_n_epochs: int = 1) -> None:
@@ -32,12 +38,27 @@ class AtomicCheckpoint(Checkpoint):
 
     @property
     def last_path(self) -> Path:
-        return self.dirpath / "last.ckpt"
+        return self.dirpath / LAST
 
     def save(self, trainer: L.Trainer) -> None:
-        tmp = self.dirpath / "last.ckpt.tmp"
-        trainer.save_checkpoint(tmp, weights_only=False)  # rank 0 writes
+        for logger in trainer.loggers:
+            logger.save()
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        tmp = self.dirpath / f"{LAST}.tmp"
+        try:
+            trainer.save_checkpoint(tmp, weights_only=False)  # rank 0 writes
+        except OSError as error:
+            tmp.unlink(missing_ok=True)
+            if error.errno not in FULL_DISK:
+                raise
+            kept = f"{self.last_path} is kept" if self.last_path.exists() else "no earlier checkpoint exists"
+            raise StorageError(
+                f"could not write the checkpoint of step {trainer.global_step}: {error.strerror} (the disk is full); "
+                f"{kept}. Free some space and continue with selfsup pretrain --resume {self.dirpath.parent}"
+            ) from None
         if trainer.is_global_zero:
+            if self.last_path.exists():
+                os.replace(self.last_path, self.dirpath / PREVIOUS)
             os.replace(tmp, self.last_path)
         trainer.strategy.barrier()
 

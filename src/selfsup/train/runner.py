@@ -5,38 +5,46 @@ The run directory's files are described in :mod:`selfsup.rundir` (shared with ev
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+import shutil
+import signal
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 import yaml
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 from selfsup.backbones import BACKBONES
 from selfsup.config import ComponentConfig, RunConfig, build_dataclass, to_plain
-from selfsup.core.io import write_atomic
+from selfsup.core.io import check_output_dir, write_atomic
+from selfsup.core.lock import LOCK_FILE, RunLock
 from selfsup.data import DatasetSplits, SampleSource, data_options, load_dataset
 from selfsup.data.loader import iterate, make_loader, materialize
 from selfsup.data.modalities import get_modality
-from selfsup.errors import ConfigError, NonFiniteLossError
+from selfsup.errors import ConfigError, NonFiniteLossError, RunInterrupted, SelfsupError, StorageError
 from selfsup.evaluate.plots import write_training_plot
 from selfsup.evaluate.run import evaluate_run
 from selfsup.methods import METHODS
 from selfsup.methods.base import Method
 from selfsup.rundir import (  # noqa: F401  (re-exported: the run directory's API as before)
-    CHECKPOINT, CONFIG_FILE, METRICS_FILE, build_method, input_statistics, load_run, load_run_config, write_metrics,
+    CHECKPOINT, CONFIG_FILE, FORMAT_VERSION, METRICS_FILE, build_method, checkpoint_config, checkpoint_path,
+    config_differences, input_statistics, load_run, load_run_config, read_checkpoint, write_metrics,
 )
 from selfsup.train.callbacks import AtomicCheckpoint, EmbeddingMonitor, History
 from selfsup.train.monitors import CollapseAlarm, check_thresholds
+from selfsup.train.logs import AppendingCSVLogger
 from selfsup.train.module import PretrainModule
+from selfsup.train.signals import SIGNAL_NAMES, Stop, StopAtStepBoundary, StopRequests, requeue_slurm_job
 from selfsup.views import VIEWS, create_views
 
 
@@ -114,18 +122,12 @@ def _precision(requested: str) -> str:
     return "32-true"
 
 
-def _loggers(run_dir: Path) -> list[Any]:
-    """A CSV log always; a TensorBoard log too when ``tensorboard`` is installed (not a dependency)."""
-    loggers: list[Any] = [L.pytorch.loggers.CSVLogger(str(run_dir), name="logs", version="")]
+def _loggers(run_dir: Path, csv_logger: AppendingCSVLogger) -> list[Any]:
+    """The append-only CSV log always; a TensorBoard log too when ``tensorboard`` is installed."""
+    loggers: list[Any] = [csv_logger]
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(L.pytorch.loggers.TensorBoardLogger(str(run_dir), name="logs", version="tensorboard"))
     return loggers
-
-
-
-
-
-
 
 
 @dataclass
@@ -154,59 +156,151 @@ def pretrain(
     resume: bool = False,
     callbacks: list[L.Callback] | None = None,
     evaluate: bool | None = None,
+    epochs: int | None = None,
+    session: dict[str, Any] | None = None,
 ) -> RunResult:
     """Pretrain an encoder as ``config`` says and keep everything in ``run_dir``.
 
     Args:
         config: the run's configuration (``None``: the defaults, SimCLR on digits). Ignored when
             resuming: the run directory's own config is used.
-        run_dir: where the run lives; default ``runs/<method>-<data>-<time>``.
-        resume: continue the run in ``run_dir`` from its last checkpoint.
+        run_dir: where the run lives; default ``runs/<method>-<data>-<time>``. It is created only
+            once the configuration and the data are known to be valid.
+        resume: continue the run in ``run_dir`` from its last checkpoint (from the beginning when
+            it stopped before its first checkpoint).
         callbacks: extra Lightning callbacks.
         evaluate: run the probes after training (default: ``config.eval.after_training``).
+        epochs: when resuming, train to this many epochs instead of the run's own (more only):
+            the cosine schedules are recomputed over the new length.
+        session: when resuming, train settings for this session only, which change neither the
+            model nor the data order: ``progress_bar``, ``accelerator``.
+
+    Raises:
+        RunInterrupted: SIGINT or SIGTERM stopped the run (a checkpoint of the step it stopped at
+            is written first; see :mod:`selfsup.train.signals`).
+        RunLockedError: another live process is training or evaluating ``run_dir``.
     """
+    requests = StopRequests()
+    with requests.installed():
+        try:
+            return _pretrain(config, run_dir, resume, callbacks, evaluate, epochs, session or {}, requests)
+        except Stop as stop:  # outside the training steps: stopped at once
+            raise RunInterrupted(
+                f"stopped by {stop.name} outside the training steps (loading data, or evaluating after training); "
+                "every file written so far is complete", stop.signum,
+            ) from None
+
+
+_RESUMABLE_CHANGES = ("train.epochs", "train.progress_bar", "train.accelerator", "eval")  # not the model or data
+
+
+def _pretrain(
+    config: RunConfig | None, run_dir: str | Path | None, resume: bool, callbacks: list[L.Callback] | None,
+    evaluate: bool | None, epochs: int | None, session: dict[str, Any], requests: StopRequests,
+) -> RunResult:
+    lock: RunLock | None = None
+    if not resume:
+        config = config or RunConfig()
+        run_dir = check_output_dir(run_dir if run_dir is not None else default_run_dir(config), "run directory")
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            _refuse_foreign(run_dir)  # before the lock: nothing is written into a folder that is not a run
+            lock = RunLock(run_dir, "starting a run there").acquire()
+            resume = _restart_or_refuse(run_dir)
     if resume:
         if run_dir is None:
             raise ConfigError("resume needs the run directory to continue")
         run_dir = Path(run_dir)
-        config = load_run_config(run_dir)
-        if not (run_dir / CHECKPOINT).is_file():
-            raise ConfigError(f"cannot resume {run_dir}: it has no checkpoint ({CHECKPOINT}) yet")
-    else:
-        config = config or RunConfig()
-        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise ConfigError(
-                f"run directory {run_dir} already exists and is not empty; "
-                "pass --resume to continue it, or choose another --output"
-            )
+        lock = lock or RunLock(run_dir, "resuming the run").acquire() if run_dir.is_dir() else None
+        config = _resume_config(run_dir, epochs)
+        unknown = sorted(set(session) - {"progress_bar", "accelerator"})
+        if unknown:
+            raise ConfigError(f"a resume cannot change {', '.join(unknown)} (only progress_bar and accelerator)")
+        config.train = replace(config.train, **session)
+    try:
+        return _train(config, run_dir, resume, callbacks, evaluate, requests, lock)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _restart_or_refuse(run_dir: Path) -> bool:
+    """For a start in an existing, non-empty ``run_dir``: ``True`` to resume it (a requeued SLURM
+    job), ``False`` to start it again (it never reached a checkpoint), else a one-line refusal."""
+    if checkpoint_path(run_dir) is not None:
+        if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:
+            print(f"requeued SLURM job: continuing {run_dir} from its last checkpoint", file=sys.stderr)
+            return True
+        raise ConfigError(
+            f"run directory {run_dir} already holds a run; pass --resume {run_dir} to continue it, "
+            "or choose another --output"
+        )
+    print(f"{run_dir} holds a start that stopped before its first checkpoint: starting it again", file=sys.stderr)
+    return False
+
+
+def _refuse_foreign(run_dir: Path) -> None:
+    """One line when an existing, non-empty ``run_dir`` holds anything but a run's own files."""
+    ours = {CONFIG_FILE, METRICS_FILE, "logs", "checkpoints", LOCK_FILE, "training.png", "report.html", "report"}
+    others = sorted(p.name for p in run_dir.iterdir() if p.name not in ours and not p.name.startswith(".config."))
+    if not (run_dir / CONFIG_FILE).is_file() or others:
+        raise ConfigError(
+            f"run directory {run_dir} already exists and is not a selfsup run (it holds {', '.join(others[:3]) or 'files'}); "
+            "choose another --output"
+        )
+
+
+def _resume_config(run_dir: Path, epochs: int | None) -> RunConfig:
+    """The config a resume continues with: the run's own, checked against its checkpoint, with a
+    longer ``epochs`` when asked (written back to ``config.yaml``)."""
+    config = load_run_config(run_dir)
+    path = checkpoint_path(run_dir)
+    if path is not None:
+        saved = checkpoint_config(read_checkpoint(path, mmap=True))
+        changed = config_differences(saved, config.to_dict(), ignore=_RESUMABLE_CHANGES) if saved else []
+        if changed:
+            raise ConfigError(
+                f"{run_dir / CONFIG_FILE} no longer matches the run's checkpoint ({'; '.join(changed[:3])}); "
+                "restore those settings, or start a new run to change them"
+            )
+    else:
+        print(f"{run_dir} has no checkpoint yet: training it from the beginning with its {CONFIG_FILE}", file=sys.stderr)
+    if epochs is not None and epochs != config.train.epochs:
+        if epochs < config.train.epochs:
+            raise ConfigError(
+                f"--epochs {epochs} is fewer than the run's {config.train.epochs} epochs; a resume can only "
+                "extend a run (train.max_steps stops one early)"
+            )
+        print(
+            f"extending {run_dir} from {config.train.epochs} to {epochs} epochs: the learning-rate and other "
+            f"schedules now span {epochs} epochs", file=sys.stderr,
+        )
+        config.train.epochs = epochs
+        write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return config
+
+
+def _train(
+    config: RunConfig, run_dir: Path, resume: bool, callbacks: list[L.Callback] | None, evaluate: bool | None,
+    requests: StopRequests, lock: RunLock | None,
+) -> RunResult:
     if not resume:
         config, applied = apply_method_defaults(config)
         if applied:
             print(f"method {config.method.name}: its published settings {', '.join(applied)} "
                   "(set apply_method_defaults=False, or set them, to choose others)", file=sys.stderr)
     config = resolve_config(config)  # names and params checked before any data is read
+    cfg = config.train
+    _check_hardware(cfg)
     data = load_dataset(config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params)
     train = data.train
     config = resolve_config(config, train.modality)
     cfg = config.train
-    if cfg.batch_size < 2:
-        raise ConfigError(f"batch size must be at least 2 (self-supervised losses compare samples); got {cfg.batch_size}")
     if cfg.batch_size > len(train):
         raise ConfigError(
             f"batch size {cfg.batch_size} is larger than the training set of {train.name} "
             f"({len(train)} samples); pass --batch-size {_largest_power_of_two(len(train))} or smaller"
         )
-    if cfg.epochs < 1:
-        raise ConfigError(f"epochs must be at least 1; got {cfg.epochs}")
-    if cfg.max_steps < 0:
-        raise ConfigError(f"train.max_steps must be 0 (no limit) or a positive number of steps; got {cfg.max_steps}")
-    check_thresholds(cfg.collapse_rank_fraction, cfg.collapse_std_threshold)  # before the run dir is written
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    check_thresholds(cfg.collapse_rank_fraction, cfg.collapse_std_threshold)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # An unreadable file met here already stops the run (or is skipped), before training starts.
@@ -219,6 +313,29 @@ def pretrain(
             f"method {config.method.name!r} is supervised by design and needs labels, but {train.name} has none; "
             "use a labeled dataset (e.g. an image folder with one sub-folder per class) or a self-supervised method"
         )
+
+    # Everything is valid: only now is the run directory made (a failed start leaves nothing).
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock or RunLock(run_dir, "training there").acquire()
+    try:
+        if not resume:
+            write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        return _fit(config, run_dir, resume, callbacks, evaluate, requests, data, method, views, mean)
+    except BaseException:
+        if created and checkpoint_path(run_dir) is None and not (run_dir / METRICS_FILE).exists():
+            lock.release()
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing had been trained: leave nothing
+        raise
+    finally:
+        lock.release()
+
+
+def _fit(
+    config: RunConfig, run_dir: Path, resume: bool, callbacks: list[L.Callback] | None, evaluate: bool | None,
+    requests: StopRequests, data: DatasetSplits, method: Method, views: Any, mean: torch.Tensor,
+) -> RunResult:
+    train, cfg = data.train, config.train
     on_gpu = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
     loader = make_loader(
         train, cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
@@ -227,15 +344,17 @@ def pretrain(
     module = PretrainModule(
         method, views, cfg, steps_per_epoch=len(loader), modality=train.modality, skip_bad_files=config.skip_bad_files,
     )
-    module.run_meta = {
-        "input_shape": list(train.sample_shape),
-        "stat_shape": list(mean.shape),
-        "modality": train.modality,
-    }
-
     generator = torch.Generator().manual_seed(cfg.seed)
     monitor_idx = torch.randperm(len(train), generator=generator)[: cfg.monitor_samples]
     monitored = materialize(train.subset(monitor_idx), skip_bad_files=config.skip_bad_files)
+    module.run_meta = {
+        "format_version": FORMAT_VERSION,
+        "input_shape": list(train.sample_shape),
+        "input_dtype": str(monitored["x"].dtype).removeprefix("torch."),  # raw samples, as the loaders give them
+        "stat_shape": list(mean.shape),
+        "modality": train.modality,
+        "config": config.to_dict(),
+    }
     history = History()
     # Labels, when the data has them, feed only the monitor's online probes (evaluation, not training).
     monitor = EmbeddingMonitor(
@@ -244,6 +363,7 @@ def pretrain(
     alarm = CollapseAlarm(monitor, cfg.collapse_rank_fraction, cfg.collapse_std_threshold, stop=cfg.stop_on_collapse)
     checkpoint = AtomicCheckpoint(run_dir / "checkpoints", cfg.checkpoint_every_n_epochs)
     all_callbacks: list[L.Callback] = [
+        StopAtStepBoundary(requests, checkpoint.save),  # first: a stop at an epoch's end comes before the monitors
         checkpoint,
         monitor,
         alarm,  # after the monitor: it reads the record the monitor writes at the same epoch end
@@ -252,6 +372,7 @@ def pretrain(
     ]
     if cfg.progress_bar:
         all_callbacks.append(TQDMProgressBar(refresh_rate=1))
+    logger = AppendingCSVLogger(run_dir)
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
@@ -259,20 +380,23 @@ def pretrain(
         devices=cfg.devices,
         precision=_precision(cfg.precision),
         callbacks=all_callbacks,
-        logger=_loggers(run_dir),
+        logger=_loggers(run_dir, logger),
+        default_root_dir=str(run_dir),
+        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
         enable_checkpointing=True,  # AtomicCheckpoint is the only checkpoint callback
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
         log_every_n_steps=1,
         num_sanity_val_steps=0,
     )
-    ckpt_path = str(run_dir / CHECKPOINT) if resume else None
+    ckpt = checkpoint_path(run_dir) if resume else None
+    write_metrics(run_dir, {"status": f"running (session {logger.session}, process {os.getpid()})"})
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
-            trainer.fit(module, loader, ckpt_path=ckpt_path)
+            trainer.fit(module, loader, ckpt_path=str(ckpt) if ckpt is not None else None)
     except NonFiniteLossError as error:
         kept = (
             f"the last good checkpoint is kept at {checkpoint.last_path}"
@@ -284,9 +408,21 @@ def pretrain(
         raise NonFiniteLossError(
             f"{error}; {kept}. Try a lower --lr, a larger batch, or --precision 32-true."
         ) from None
+    except Stop as stop:
+        raise _interrupted(stop, run_dir, trainer, history, monitor, alarm) from None
+    except StorageError as error:
+        with contextlib.suppress(Exception):  # the disk may be too full for this too
+            write_metrics(run_dir, {"status": f"failed: {error}", "history": history.steps})
+        raise
     train_time = time.perf_counter() - start
-    if trainer.interrupted:
-        raise KeyboardInterrupt
+    asked = requests.signum
+    if asked is not None or trainer.interrupted:  # a signal during the last step: training is complete
+        write_metrics(run_dir, {"status": "finished", "steps": trainer.global_step, "history": history.steps,
+                                "monitors": monitor.records, "collapse": alarm.report()})
+        raise RunInterrupted(
+            f"stopped by {SIGNAL_NAMES.get(asked or signal.SIGINT)} as training finished (step {trainer.global_step}); "
+            f"the run is complete but not evaluated: selfsup evaluate {run_dir}", asked or signal.SIGINT,
+        )
 
     collapse = alarm.report()
     stopped = alarm.stopped_run
@@ -307,10 +443,52 @@ def pretrain(
     method.eval()
     # A run stopped by the collapse alarm is not worth the probes' time.
     if not stopped and (evaluate if evaluate is not None else config.eval.after_training):
-        metrics = evaluate_run(run_dir, method=method, config=config, data=data)
+        try:
+            metrics = evaluate_run(run_dir, method=method, config=config, data=data)
+        except SelfsupError as error:  # training is done and kept: a probe that cannot run is a warning
+            print(f"warning: training finished, but the evaluation was skipped: {error}", file=sys.stderr)
+            metrics = write_metrics(run_dir, {"status": f"finished; evaluation skipped: {error}"})
+            write_training_plot(run_dir, metrics, method=method, data=train)
     else:
         write_training_plot(run_dir, metrics, method=method, data=train)
     return RunResult(run_dir, method, data, metrics)
+
+
+def _continue(run_dir: Path) -> str:
+    return f"continue with: selfsup pretrain --resume {run_dir}"
+
+
+def _interrupted(stop: Stop, run_dir: Path, trainer: L.Trainer, history: History, monitor: Any, alarm: Any) -> RunInterrupted:
+    """Record a signal's stop in ``metrics.json`` (requeue the SLURM job on SIGUSR1) and say how to go on."""
+    if stop.step is not None:
+        where = f"at step {stop.step} (epoch {trainer.current_epoch + 1})"
+        saved = f"the checkpoint of step {stop.step} is in {run_dir / CHECKPOINT}"
+    else:
+        where = f"during step {trainer.global_step + 1}" if trainer.global_step else "before the first step"
+        last = checkpoint_path(run_dir)
+        saved = f"the last checkpoint is kept ({last})" if last else "no checkpoint had been written yet"
+    history.flush()
+    status = f"interrupted {where} by {stop.name}"
+    if stop.signum == getattr(signal, "SIGUSR1", None):
+        outcome = requeue_slurm_job()
+        status = f"{status}; {outcome}"
+    if trainer.is_global_zero:
+        write_metrics(run_dir, {
+            "status": status, "steps": trainer.global_step, "history": history.steps, "monitors": monitor.records,
+            "collapse": alarm.report(),
+        })
+    return RunInterrupted(f"{status}; {saved}; {_continue(run_dir)}", stop.signum)
+
+
+def _check_hardware(cfg: Any) -> None:
+    """An accelerator the machine does not have is one line, before any data is read."""
+    if cfg.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"--accelerator {cfg.accelerator}: no CUDA GPU is visible to PyTorch on this machine "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --accelerator cpu or auto"
+        )
+    if cfg.accelerator == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError("--accelerator mps: this machine has no Apple GPU; use --accelerator cpu or auto")
 
 
 def _check_views(views: Any, data: SampleSource, method: Method, config: RunConfig) -> None:
