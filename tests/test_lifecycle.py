@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from selfsup import RunConfig, pretrain
 from selfsup.cli import main
@@ -350,3 +351,20 @@ def test_a_probe_that_cannot_run_after_training_is_a_warning(tmp_path: Path) -> 
     assert "warning: training finished, but the evaluation was skipped" in result.stderr
     assert status(run).startswith("finished; evaluation skipped:") and "class" in status(run)
     assert (run / "checkpoints" / "last.ckpt").exists()
+
+
+def test_symlinks_that_would_read_the_data_twice_or_loop(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "images"
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(root / name / f"{i}.png")
+    (root / "all").symlink_to(root, target_is_directory=True)  # a class folder linking to the root
+    one_line_error(in_process(capsys, "pretrain", "--data", str(root), "-o", str(tmp_path / "run")), 2, "all", "symlink")
+    (root / "all").unlink()
+    (root / "kitten").symlink_to(root / "cat", target_is_directory=True)  # the same images under two labels
+    one_line_error(in_process(capsys, "pretrain", "--data", str(root), "-o", str(tmp_path / "run")), 2, "twice")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    one_line_error(in_process(capsys, "pretrain", "--data", str(loop), "-o", str(tmp_path / "run")), 2, "symlink loop")
+    assert not (tmp_path / "run").exists()

@@ -60,6 +60,16 @@ class DataOptions:
 
     image_size: Any = None
 
+    def __post_init__(self) -> None:
+        size = self.image_size
+        pair = isinstance(size, (list, tuple))
+        sides = list(size) if pair else [size]
+        whole = all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sides)
+        if size is not None and not (whole and len(sides) == (2 if pair else 1)):
+            raise ValueError(
+                f"image_size must be a whole number >= 1, [height, width] of such numbers, or null; got {size!r}"
+            )
+
 
 def data_options(params: dict[str, Any] | None) -> DataOptions:
     """``params`` of the data component checked against :class:`DataOptions` (unknown keys listed)."""
@@ -117,6 +127,10 @@ def load_dataset(
 
 
 def _load_path(path: Path, text: str, skip_bad_files: bool, opts: DataOptions) -> DatasetSplits:
+    if path.is_symlink() and not path.exists():
+        raise DataError(
+            f"{path} is a broken symlink or a symlink loop (it points to {os.readlink(path)}); pass the real path"
+        )
     if path.is_dir():
         return load_image_folder(path, skip_bad_files, opts.image_size)
     if path.exists():

@@ -58,9 +58,29 @@ def _subdirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _check_class_links(folder: Path, class_dirs: list[Path]) -> None:
+    """A class folder that is a link back into the data (to the root, or to another class) would
+    read the same images again under a second label: one line naming it."""
+    root = folder.resolve()
+    real = {d: d.resolve() for d in class_dirs}
+    for d, target in real.items():
+        if target == root or target in root.parents:
+            raise DataError(
+                f"class folder {d} is a symlink to {target}, which holds the whole dataset: its images would be read "
+                "again under the label of that folder; remove the link"
+            )
+        for other, other_target in real.items():
+            if other != d and (target == other_target or other_target in target.parents):
+                raise DataError(
+                    f"class folders {d} and {other} are the same images (a symlink to {target}): they would be read "
+                    "twice under two labels; remove the link"
+                )
+
+
 def _scan_split(folder: Path) -> tuple[list[Path], list[str] | None]:
     """Files of one split and their class folder names; classes are ``None`` for a flat folder."""
     loose = _images_in(folder, recursive=False)
+    _check_class_links(folder, _subdirs(folder))
     per_class = {d.name: _images_in(d, recursive=True) for d in _subdirs(folder)}
     per_class = {name: files for name, files in per_class.items() if files}  # empty folders ignored
     if per_class and loose:

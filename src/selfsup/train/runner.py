@@ -49,10 +49,12 @@ from selfsup.views import VIEWS, create_views
 
 
 class _NoStepEstimateNote(logging.Filter):
-    """Lightning says it loads the dataloader to count the steps (for the schedules): not news to a user."""
+    """Lightning says it loads the dataloader to count the steps (for the schedules), and advertises
+    a logging service at every run: not news to a user."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "estimate number of stepping batches" not in record.getMessage()
+        message = record.getMessage()
+        return "estimate number of stepping batches" not in message and "litlogger" not in message
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoStepEstimateNote())
