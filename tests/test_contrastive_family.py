@@ -27,6 +27,7 @@ from selfsup.losses.contrastive import (
 )
 from selfsup.methods import Encoder, create_method
 from selfsup.core.distributed import gather_with_grad
+from selfsup.errors import ConfigError
 from selfsup.views import create_views
 
 # --------------------------------------------------------------------------- helpers
@@ -405,7 +406,7 @@ def test_multiview_method_asks_for_its_configured_views(num_views: int) -> None:
     out = method.training_step(views, StepContext(0, 1))
     assert torch.isfinite(out.loss) and out.embeddings.shape == (6, method.encoder.embed_dim)
     assert create_method("multiview_infonce", _encoder()).num_global_views == 4  # the default
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="num_views must be >= 2"):
         create_method("multiview_infonce", _encoder(), num_views=1)
 
 

@@ -22,6 +22,7 @@ from selfsup.losses.infomax import barlow_twins_loss, mixup_cross_correlation_lo
 from selfsup.methods import Encoder, create_method
 from selfsup.methods.mixed_barlow_twins import global_permutation
 from selfsup.core.distributed import gather_with_grad
+from selfsup.errors import ConfigError
 from selfsup.views import create_views
 
 # --------------------------------------------------------------------------- helpers
@@ -405,7 +406,7 @@ def test_wmse_asks_for_its_number_of_positives() -> None:
     method = _method("wmse", num_views=4, proj_dim=8, whitening_size=16)
     assert method.num_global_views == 4 and method.num_local_views == 0
     _train(method, 2, 10)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="num_views must be >= 2"):
         _method("wmse", num_views=1)
 
 

@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 
 from selfsup.backbones.base import register_backbone
+from selfsup.config import PositiveInt
+from selfsup.config_checks import check_not_empty
 from selfsup.errors import ConfigError
 
 
@@ -16,8 +18,11 @@ from selfsup.errors import ConfigError
 class MLPConfig:
     """``hidden_dims``: widths of the hidden layers; the last one is ``embed_dim``."""
 
-    hidden_dims: tuple[int, ...] = (512, 512)
+    hidden_dims: tuple[PositiveInt, ...] = (512, 512)
     batch_norm: bool = True
+
+    def __post_init__(self) -> None:
+        check_not_empty(self, "hidden_dims")
 
 
 @register_backbone("mlp")

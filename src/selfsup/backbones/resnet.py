@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 
 from selfsup.backbones.base import register_backbone
+from selfsup.config import PositiveInt
+from selfsup.config_checks import check_not_empty
 from selfsup.errors import ConfigError
 
 
@@ -42,9 +44,17 @@ class BasicBlock(nn.Module):
 class ResNetConfig:
     """``widths[i]`` channels and ``blocks[i]`` basic blocks in stage i, downsampled by ``strides[i]``."""
 
-    widths: tuple[int, ...] = (64, 128, 256, 512)
-    blocks: tuple[int, ...] = (2, 2, 2, 2)
-    strides: tuple[int, ...] = (1, 2, 2, 2)
+    widths: tuple[PositiveInt, ...] = (64, 128, 256, 512)
+    blocks: tuple[PositiveInt, ...] = (2, 2, 2, 2)
+    strides: tuple[PositiveInt, ...] = (1, 2, 2, 2)
+
+    def __post_init__(self) -> None:
+        check_not_empty(self, "widths", "blocks", "strides")
+        if not len(self.widths) == len(self.blocks) == len(self.strides):
+            raise ValueError(
+                f"widths, blocks and strides must have the same length (one per stage); got {list(self.widths)}, "
+                f"{list(self.blocks)} and {list(self.strides)}"
+            )
 
 
 class ResNet(nn.Module):
@@ -93,9 +103,9 @@ resnet18.Config = ResNetConfig  # type: ignore[attr-defined]
 
 @dataclass
 class ResNetTinyConfig(ResNetConfig):
-    widths: tuple[int, ...] = (32, 64, 128)
-    blocks: tuple[int, ...] = (1, 1, 1)
-    strides: tuple[int, ...] = (1, 2, 2)
+    widths: tuple[PositiveInt, ...] = (32, 64, 128)
+    blocks: tuple[PositiveInt, ...] = (1, 1, 1)
+    strides: tuple[PositiveInt, ...] = (1, 2, 2)
 
 
 @register_backbone("resnet_tiny")

@@ -14,7 +14,7 @@ TS2Vec's timestamp masking does. Series of any length ``T >= 2`` and any number 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 import torch.nn as nn
@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 from selfsup.backbones.base import register_backbone
 from selfsup.backbones.tokens import TokenBackbone, Tokens
+from selfsup.config import NonNegativeInt, OneOf, PositiveFloat, PositiveInt, Range
+from selfsup.config_checks import check_not_empty
 from selfsup.errors import ConfigError, DataError
 
 MIN_LENGTH = 2
@@ -72,11 +74,6 @@ def pool_over_observed(tokens: torch.Tensor, observed: torch.Tensor, mode: str =
     return (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
-def _check_pool(name: str, pool: str) -> None:
-    if pool not in ("max", "mean"):
-        raise ValueError(f"{name}.pool must be 'max' or 'mean', got {pool!r}")
-
-
 # ----------------------------------------------------------------------------- TS2Vec encoder
 
 
@@ -123,19 +120,12 @@ class TS2VecEncoderConfig:
     representation, max over the observed timestamps).
     """
 
-    hidden_dim: int = 64
-    output_dim: int = 320
-    depth: int = 10
-    kernel_size: int = 3
-    dropout: float = 0.1
-    pool: str = "max"
-
-    def __post_init__(self) -> None:
-        if min(self.hidden_dim, self.output_dim, self.kernel_size) < 1 or self.depth < 0:
-            raise ValueError("hidden_dim, output_dim, kernel_size must be >= 1 and depth >= 0")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        _check_pool("ts2vec_encoder", self.pool)
+    hidden_dim: PositiveInt = 64
+    output_dim: PositiveInt = 320
+    depth: NonNegativeInt = 10  # dilated blocks before the last one (which maps to output_dim)
+    kernel_size: PositiveInt = 3
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1
+    pool: Annotated[str, OneOf("max", "mean")] = "max"
 
 
 @register_backbone("ts2vec_encoder")
@@ -219,14 +209,12 @@ class ResNet1dConfig:
     """Wang et al. 2017: 3 blocks of 64, 128, 128 filters, kernels 8/5/3 in each block, global
     average pooling (``pool="mean"``, over the observed timestamps; "max" also possible)."""
 
-    widths: tuple[int, ...] = (64, 128, 128)
-    kernel_sizes: tuple[int, ...] = (8, 5, 3)
-    pool: str = "mean"
+    widths: tuple[PositiveInt, ...] = (64, 128, 128)
+    kernel_sizes: tuple[PositiveInt, ...] = (8, 5, 3)
+    pool: Annotated[str, OneOf("max", "mean")] = "mean"
 
     def __post_init__(self) -> None:
-        if not self.widths or not self.kernel_sizes or min(*self.widths, *self.kernel_sizes) < 1:
-            raise ValueError("resnet1d needs at least one block and one kernel, all sizes >= 1")
-        _check_pool("resnet1d", self.pool)
+        check_not_empty(self, "widths", "kernel_sizes")  # at least one block of one convolution
 
 
 @register_backbone("resnet1d")
@@ -286,24 +274,19 @@ class PatchTransformerConfig:
         pool: "mean" or "max" over the patches that hold an observed timestamp.
     """
 
-    patch_len: int = 16
-    stride: int = 8
-    channel_mode: str = "independent"
-    dim: int = 128
-    depth: int = 3
-    num_heads: int = 8
-    mlp_ratio: float = 2.0
-    dropout: float = 0.1
-    pool: str = "mean"
+    patch_len: PositiveInt = 16
+    stride: PositiveInt = 8
+    channel_mode: Annotated[str, OneOf("independent", "mixed")] = "independent"
+    dim: PositiveInt = 128
+    depth: PositiveInt = 3
+    num_heads: PositiveInt = 8
+    mlp_ratio: PositiveFloat = 2.0
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1
+    pool: Annotated[str, OneOf("max", "mean")] = "mean"
 
     def __post_init__(self) -> None:
-        if self.patch_len < 1 or self.stride < 1:
-            raise ValueError("patch_len and stride must be >= 1")
-        if self.channel_mode not in ("independent", "mixed"):
-            raise ValueError(f"channel_mode must be 'independent' or 'mixed', got {self.channel_mode!r}")
         if self.dim % self.num_heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads})")
-        _check_pool("patch_transformer", self.pool)
 
 
 def num_patches(length: int, patch_len: int, stride: int) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn as nn
@@ -30,6 +31,7 @@ from selfsup.backbones.tokens import (
     mean_over_tokens,
     sincos_2d,
 )
+from selfsup.config import OneOf, PositiveFloat, PositiveInt, Range
 from selfsup.errors import ConfigError, DataError
 
 
@@ -44,29 +46,23 @@ class ViTConfig:
     drop_path: stochastic depth rate of the last block, rising linearly from 0 in the first.
     """
 
-    patch_size: int = 4
-    embed_dim: int = 192
-    depth: int = 6
-    num_heads: int = 3
-    mlp_ratio: float = 4.0
+    patch_size: PositiveInt = 4
+    embed_dim: PositiveInt = 192
+    depth: PositiveInt = 6
+    num_heads: PositiveInt = 3
+    mlp_ratio: PositiveFloat = 4.0
     cls_token: bool = False
-    pool: str = "mean"
-    drop_path: float = 0.0
+    pool: Annotated[str, OneOf("mean", "cls")] = "mean"
+    drop_path: Annotated[float, Range(ge=0, lt=1)] = 0.0
 
     def __post_init__(self) -> None:
-        if min(self.patch_size, self.embed_dim, self.depth, self.num_heads) < 1 or self.mlp_ratio <= 0:
-            raise ValueError("patch_size, embed_dim, depth, num_heads must be >= 1 and mlp_ratio > 0")
         if self.embed_dim % 4 or self.embed_dim % self.num_heads:
             raise ValueError(
                 f"embed_dim ({self.embed_dim}) must be divisible by 4 (2-D sin-cos position embeddings) "
                 f"and by num_heads ({self.num_heads})"
             )
-        if self.pool not in ("mean", "cls"):
-            raise ValueError(f"pool must be 'mean' or 'cls', got {self.pool!r}")
         if self.pool == "cls" and not self.cls_token:
             raise ValueError("pool='cls' needs cls_token=true")
-        if not 0.0 <= self.drop_path < 1.0:
-            raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
 
 
 class VisionTransformer(TokenBackbone):
@@ -164,9 +160,9 @@ class VisionTransformer(TokenBackbone):
 
 @dataclass
 class ViTTinyConfig(ViTConfig):
-    embed_dim: int = 128
-    depth: int = 4
-    num_heads: int = 4
+    embed_dim: PositiveInt = 128
+    depth: PositiveInt = 4
+    num_heads: PositiveInt = 4
 
 
 @register_backbone("vit_tiny")

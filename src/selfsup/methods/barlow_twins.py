@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from selfsup.config import NonNegativeFloat, PositiveInt
 from selfsup.heads import mlp_head
 from selfsup.losses import barlow_twins_loss
 from selfsup.methods.base import register_method
@@ -21,9 +22,9 @@ from selfsup.views import Views
 
 @dataclass
 class BarlowTwinsConfig:
-    lambda_offdiag: float = 5.1e-3
-    proj_hidden_dim: int = 1024  # 8192 in the paper on ImageNet
-    proj_dim: int = 1024
+    lambda_offdiag: NonNegativeFloat = 5.1e-3  # 0: the invariance term alone (the paper's ablation)
+    proj_hidden_dim: PositiveInt = 1024  # 8192 in the paper on ImageNet
+    proj_dim: PositiveInt = 1024
 
 
 @register_method("barlow_twins")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from selfsup.config import Fraction, PositiveInt
 from selfsup.heads import mlp_head
 from selfsup.losses import normalized_mse
 from selfsup.methods.base import register_method
@@ -25,11 +26,12 @@ from selfsup.views import Views
 
 @dataclass
 class BYOLConfig:
-    proj_hidden_dim: int = 1024  # the paper uses 4096 / 256 on ImageNet
-    proj_dim: int = 128
-    pred_hidden_dim: int = 1024
-    base_momentum: float = 0.99  # 0.996 in the paper for 1000 ImageNet epochs; lower for short runs
-    final_momentum: float = 1.0
+    proj_hidden_dim: PositiveInt = 1024  # the paper uses 4096 / 256 on ImageNet
+    proj_dim: PositiveInt = 128
+    pred_hidden_dim: PositiveInt = 1024
+    # 1 freezes the target at its initialisation (the paper's tau = 1 ablation), 0 copies the online net.
+    base_momentum: Fraction = 0.99  # 0.996 in the paper for 1000 ImageNet epochs; lower for short runs
+    final_momentum: Fraction = 1.0
 
 
 @register_method("byol")

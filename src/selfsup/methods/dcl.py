@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from selfsup.config import PositiveFloat, PositiveInt
 from selfsup.heads import mlp_head
 from selfsup.losses.contrastive import dcl_loss
 from selfsup.methods.base import register_method
@@ -23,9 +24,9 @@ from selfsup.views import Views
 
 @dataclass
 class DCLConfig:
-    temperature: float = 0.1  # the paper's value; on digits 0.1, 0.2 and 0.5 all learn
-    proj_hidden_dim: int = 512  # SimCLR's projector, scaled down as in simclr.py
-    proj_dim: int = 128
+    temperature: PositiveFloat = 0.1  # the paper's value; on digits 0.1, 0.2 and 0.5 all learn
+    proj_hidden_dim: PositiveInt = 512  # SimCLR's projector, scaled down as in simclr.py
+    proj_dim: PositiveInt = 128
 
 
 @register_method("dcl")

@@ -13,6 +13,7 @@ from functools import partial
 
 import torch
 
+from selfsup.config import PositiveFloat, PositiveInt
 from selfsup.losses.contrastive import dcl_loss, dclw_weight
 from selfsup.methods.base import register_method
 from selfsup.methods.dcl import DCL
@@ -20,10 +21,10 @@ from selfsup.methods.dcl import DCL
 
 @dataclass
 class DCLWConfig:
-    temperature: float = 0.1  # the paper's value; on digits 0.1, 0.2 and 0.5 all learn
-    sigma: float = 0.5  # concentration of the vMF weighting, the paper's value
-    proj_hidden_dim: int = 512  # SimCLR's projector, scaled down as in simclr.py
-    proj_dim: int = 128
+    temperature: PositiveFloat = 0.1  # the paper's value; on digits 0.1, 0.2 and 0.5 all learn
+    sigma: PositiveFloat = 0.5  # concentration of the vMF weighting, the paper's value
+    proj_hidden_dim: PositiveInt = 512  # SimCLR's projector, scaled down as in simclr.py
+    proj_dim: PositiveInt = 128
 
 
 @register_method("dclw")

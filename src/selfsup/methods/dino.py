@@ -21,11 +21,14 @@ Not reproduced (the shared trainer has one weight decay): the paper's weight dec
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from selfsup.config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
+from selfsup.config_checks import coerce_optional
 from selfsup.losses.distillation import dino_loss
 from selfsup.losses.distillation_state import DINOCenter
 from selfsup.methods.base import register_method
@@ -37,25 +40,33 @@ from selfsup.views import Views
 
 @dataclass
 class DINOConfig:
-    num_local_crops: int = 4  # small crops seen by the student only; 8 or 10 in the paper
-    head_hidden_dim: int = 512  # 2048 in the paper
-    bottleneck_dim: int = 256  # as in the paper: the head's output before the prototypes
+    num_local_crops: NonNegativeInt = 4  # small crops seen by the student only; 8 or 10 in the paper
+    head_hidden_dim: PositiveInt = 512  # 2048 in the paper
+    bottleneck_dim: PositiveInt = 256  # as in the paper: the head's output before the prototypes
     head_batch_norm: bool = True  # BN in the head's hidden layers (the paper's use_bn_in_head, off for ViTs)
     norm_last_layer: bool = True  # fix the prototypes' weight-norm gain to 1 (the paper: True for ViT-B)
-    num_prototypes: int = 1024  # K; 65536 in the paper on ImageNet, fewer for small data
-    student_temperature: float = 0.1  # tau_s, as in the paper
-    teacher_temperature: float = 0.07  # tau_t after warm-up (the paper warms it up from 0.04 to 0.07)
-    warmup_teacher_temperature: float = 0.04  # tau_t at the first step (0.04 in the paper)
-    teacher_temperature_warmup: float = 0.3  # fraction of training for the linear warm-up (30 of 100 epochs)
-    center_momentum: float = 0.9  # m of the teacher's centre, as in the paper
-    freeze_last_layer: float = 0.01  # fraction of training with the prototypes frozen (1 of 100 epochs)
-    clip_grad: float = 3.0  # each parameter's gradient norm is clipped to this (the paper's code); 0: off
+    num_prototypes: Annotated[int, Range(ge=2)] = 1024  # K; 65536 in the paper on ImageNet, fewer for small data
+    student_temperature: PositiveFloat = 0.1  # tau_s, as in the paper
+    teacher_temperature: PositiveFloat = 0.07  # tau_t after warm-up (the paper warms it up from 0.04 to 0.07)
+    warmup_teacher_temperature: PositiveFloat = 0.04  # tau_t at the first step (0.04 in the paper)
+    teacher_temperature_warmup: Fraction = 0.3  # fraction of training for the linear warm-up (30 of 100 epochs)
+    center_momentum: Fraction = 0.9  # m of the teacher's centre, as in the paper
+    freeze_last_layer: Fraction = 0.01  # fraction of training with the prototypes frozen (1 of 100 epochs)
+    clip_grad: NonNegativeFloat = 3.0  # each parameter's gradient norm is clipped to this (the paper's code); 0: off
     # The paper's weight-decay schedule: cosine from weight_decay_start to weight_decay_end over
-    # the run (0.04 -> 0.4 in the paper), on the groups that decay. None: train.weight_decay throughout.
-    weight_decay_start: float | None = None
-    weight_decay_end: float | None = None
-    base_momentum: float = 0.99  # teacher EMA; 0.996 in the paper for long runs, lower for short ones
-    final_momentum: float = 1.0
+    # the run (0.04 -> 0.4 in the paper), on the groups that decay. None (both): train.weight_decay throughout.
+    weight_decay_start: NonNegativeFloat | None = None
+    weight_decay_end: NonNegativeFloat | None = None
+    base_momentum: Fraction = 0.99  # teacher EMA; 0.996 in the paper for long runs, lower for short ones
+    final_momentum: Fraction = 1.0
+
+    def __post_init__(self) -> None:
+        coerce_optional(self, "weight_decay_start", "weight_decay_end")
+        if (self.weight_decay_start is None) != (self.weight_decay_end is None):
+            raise ValueError(
+                "weight_decay_start and weight_decay_end go together (the schedule runs from one to the other); "
+                f"got {self.weight_decay_start!r} and {self.weight_decay_end!r}"
+            )
 
 
 class DINOHead(nn.Module):

@@ -15,11 +15,12 @@ each training step and ``W_p`` recomputed after the optimiser step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn as nn
 
+from selfsup.config import Fraction, NonNegativeFloat, PositiveInt, Range
 from selfsup.heads import mlp_head
 from selfsup.losses.distillation import normalized_mse
 from selfsup.losses.distillation_state import PredictorCorrelation
@@ -32,13 +33,14 @@ from selfsup.views import Views
 
 @dataclass
 class DirectPredConfig:
-    proj_hidden_dim: int = 1024  # BYOL's projector; 4096 in the paper on ImageNet
-    proj_dim: int = 128  # 256 in the paper on ImageNet; F and W_p are proj_dim x proj_dim
-    rho: float = 0.3  # memory of the running correlation F (eq. 19), as in the paper
-    eps: float = 0.1  # added to every p_j (eq. 18): keeps weak directions learning; the paper's value
-    update_every: int = 1  # recompute W_p every this many steps (the paper's freq; 1 on STL-10/ImageNet)
-    base_momentum: float = 0.99  # EMA target; 0.996 in the paper for long runs, lower for short ones
-    final_momentum: float = 1.0
+    proj_hidden_dim: PositiveInt = 1024  # BYOL's projector; 4096 in the paper on ImageNet
+    proj_dim: PositiveInt = 128  # 256 in the paper on ImageNet; F and W_p are proj_dim x proj_dim
+    # Memory of the running correlation F (eq. 19), as in the paper; at 1, F would never see a batch.
+    rho: Annotated[float, Range(ge=0, lt=1)] = 0.3
+    eps: NonNegativeFloat = 0.1  # added to every p_j (eq. 18): keeps weak directions learning; the paper's value
+    update_every: PositiveInt = 1  # recompute W_p every this many steps (the paper's freq; 1 on STL-10/ImageNet)
+    base_momentum: Fraction = 0.99  # EMA target; 0.996 in the paper for long runs, lower for short ones
+    final_momentum: Fraction = 1.0
 
 
 @register_method("directpred")

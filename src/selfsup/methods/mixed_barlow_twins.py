@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from selfsup.config import NonNegativeFloat, PositiveFloat, PositiveInt
 from selfsup.heads import mlp_head
 from selfsup.losses.infomax import barlow_twins_loss, mixup_cross_correlation_loss
 from selfsup.methods.base import register_method
@@ -43,11 +44,11 @@ def global_permutation(perm: torch.Tensor, world: int) -> torch.Tensor:
 
 @dataclass
 class MixedBarlowTwinsConfig:
-    lambda_offdiag: float = 0.0078125  # lambda_BT: the paper's 1/128 with a 1024-d projector on CIFAR / STL-10
-    lambda_reg: float = 4.0  # the paper's CIFAR value (2 on STL-10, 1 on ImageNet, d = 8192); times lambda_BT
-    mixup_alpha: float = 1.0  # Beta(alpha, alpha) for the mixing coefficient; 1 (uniform) in the paper
-    proj_hidden_dim: int = 512  # the authors' small-data projector: 2 layers, 512 hidden (8192-8192-8192 on ImageNet)
-    proj_dim: int = 1024  # d, as in the paper's small-data runs
+    lambda_offdiag: NonNegativeFloat = 0.0078125  # lambda_BT: the paper's 1/128 with a 1024-d projector on CIFAR / STL-10
+    lambda_reg: NonNegativeFloat = 4.0  # the paper's CIFAR value (2 on STL-10, 1 on ImageNet, d = 8192); times lambda_BT
+    mixup_alpha: PositiveFloat = 1.0  # Beta(alpha, alpha) for the mixing coefficient; 1 (uniform) in the paper
+    proj_hidden_dim: PositiveInt = 512  # the authors' small-data projector: 2 layers, 512 hidden (8192-8192-8192 on ImageNet)
+    proj_dim: PositiveInt = 1024  # d, as in the paper's small-data runs
 
 
 @register_method("mixed_barlow_twins")

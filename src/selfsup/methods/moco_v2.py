@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from selfsup.config import Fraction, PositiveFloat, PositiveInt
 from selfsup.heads import mlp_head
 from selfsup.losses.memory import FeatureQueue
 from selfsup.losses.moco import moco_loss
@@ -37,11 +38,11 @@ from selfsup.views import Views
 
 @dataclass
 class MoCoV2Config:
-    temperature: float = 0.2  # MoCo v2 (0.07 in MoCo v1)
-    queue_size: int = 4096  # negatives; 65536 on ImageNet, a few times a small train set here
-    momentum: float = 0.99  # key-encoder EMA; 0.999 on ImageNet (~5000 steps/epoch), 0.99 for short runs
-    proj_hidden_dim: int = 512  # 2-layer MLP head (fc-ReLU-fc, no BN); 2048 in the paper
-    proj_dim: int = 128  # the paper's 128
+    temperature: PositiveFloat = 0.2  # MoCo v2 (0.07 in MoCo v1)
+    queue_size: PositiveInt = 4096  # negatives; 65536 on ImageNet, a few times a small train set here
+    momentum: Fraction = 0.99  # key-encoder EMA; 0.999 on ImageNet (~5000 steps/epoch), 0.99 for short runs
+    proj_hidden_dim: PositiveInt = 512  # 2-layer MLP head (fc-ReLU-fc, no BN); 2048 in the paper
+    proj_dim: PositiveInt = 128  # the paper's 128
 
 
 @register_method("moco_v2")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from selfsup.config import Fraction, PositiveFloat, PositiveInt
 from selfsup.heads import mlp_head
 from selfsup.losses.moco import moco_v3_loss
 from selfsup.methods.base import register_method
@@ -27,12 +28,12 @@ from selfsup.views import Views
 
 @dataclass
 class MoCoV3Config:
-    temperature: float = 0.2  # the paper's ViT value; the authors' ResNet-50 recipe uses 1.0
-    base_momentum: float = 0.99  # the paper's 0.99, raised to final_momentum on a cosine schedule
-    final_momentum: float = 1.0
-    proj_hidden_dim: int = 1024  # 3-layer projector with BN (last BN without affine); 4096 in the paper
-    proj_dim: int = 256  # the paper's 256
-    pred_hidden_dim: int = 1024  # 2-layer predictor with BN; 4096 in the paper
+    temperature: PositiveFloat = 0.2  # the paper's ViT value; the authors' ResNet-50 recipe uses 1.0
+    base_momentum: Fraction = 0.99  # the paper's 0.99, raised to final_momentum on a cosine schedule
+    final_momentum: Fraction = 1.0
+    proj_hidden_dim: PositiveInt = 1024  # 3-layer projector with BN (last BN without affine); 4096 in the paper
+    proj_dim: PositiveInt = 256  # the paper's 256
+    pred_hidden_dim: PositiveInt = 1024  # 2-layer predictor with BN; 4096 in the paper
 
 
 @register_method("moco_v3")

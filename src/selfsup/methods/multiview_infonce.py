@@ -10,9 +10,11 @@ denominator holds every view's similarities to the whole batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
+from selfsup.config import PositiveFloat, PositiveInt, Range
 from selfsup.heads import mlp_head
 from selfsup.losses.contrastive import multiview_info_nce
 from selfsup.methods.base import register_method
@@ -23,10 +25,10 @@ from selfsup.views import Views
 
 @dataclass
 class MultiViewInfoNCEConfig:
-    num_views: int = 4  # views per sample (the paper studies 2 to 8 or more)
-    temperature: float = 0.5  # the authors' CIFAR value (0.1 on ImageNet)
-    proj_hidden_dim: int = 512  # SimCLR's projector, scaled down as in simclr.py
-    proj_dim: int = 128
+    num_views: Annotated[int, Range(ge=2)] = 4  # views per sample (the paper studies 2 to 8 or more)
+    temperature: PositiveFloat = 0.5  # the authors' CIFAR value (0.1 on ImageNet)
+    proj_hidden_dim: PositiveInt = 512  # SimCLR's projector, scaled down as in simclr.py
+    proj_dim: PositiveInt = 128
 
 
 @register_method("multiview_infonce")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from selfsup.config import PositiveFloat, PositiveInt
 from selfsup.heads import mlp_head
 from selfsup.losses.memory import FeatureQueue
 from selfsup.losses.moco import nearest_neighbour, nnclr_loss
@@ -26,11 +27,11 @@ from selfsup.views import Views
 
 @dataclass
 class NNCLRConfig:
-    temperature: float = 0.1  # the paper's 0.1
-    support_size: int = 1024  # 98304 on ImageNet; below the train-set size here, so stale copies of a sample are few
-    proj_hidden_dim: int = 1024  # 3-layer projector with BN; 2048 in the paper
-    proj_dim: int = 256  # the paper's 256
-    pred_hidden_dim: int = 1024  # 2-layer predictor; 4096 in the paper
+    temperature: PositiveFloat = 0.1  # the paper's 0.1
+    support_size: PositiveInt = 1024  # 98304 on ImageNet; below the train-set size here, so stale copies of a sample are few
+    proj_hidden_dim: PositiveInt = 1024  # 3-layer projector with BN; 2048 in the paper
+    proj_dim: PositiveInt = 256  # the paper's 256
+    pred_hidden_dim: PositiveInt = 1024  # 2-layer predictor; 4096 in the paper
 
 
 @register_method("nnclr")

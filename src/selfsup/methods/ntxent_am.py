@@ -10,9 +10,11 @@ cosine similarity, which tightens the clusters of same-instance views.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
+from selfsup.config import PositiveFloat, PositiveInt, Range
 from selfsup.heads import mlp_head
 from selfsup.losses.contrastive import ntxent_am_loss
 from selfsup.methods.base import register_method
@@ -23,10 +25,12 @@ from selfsup.views import Views
 
 @dataclass
 class NTXentAMConfig:
-    temperature: float = 0.2  # 1 / the authors' logit scale 5; their scale 30 (0.033) learns less on digits
-    margin: float = 0.1  # additive margin m on the positive cosine (the authors sweep 0.1-0.5)
-    proj_hidden_dim: int = 512  # SimCLR's projector, scaled down as in simclr.py
-    proj_dim: int = 128
+    temperature: PositiveFloat = 0.2  # 1 / the authors' logit scale 5; their scale 30 (0.033) learns less on digits
+    # Additive margin m on the positive cosine (the authors sweep 0.1-0.5; 0 is SimCLR's NT-Xent).
+    # Cosines differ by at most 2, so a margin of 2 or more could never be met.
+    margin: Annotated[float, Range(ge=0, lt=2)] = 0.1
+    proj_hidden_dim: PositiveInt = 512  # SimCLR's projector, scaled down as in simclr.py
+    proj_dim: PositiveInt = 128
 
 
 @register_method("ntxent_am")

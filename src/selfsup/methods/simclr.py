@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from selfsup.config import PositiveFloat, PositiveInt
 from selfsup.heads import mlp_head
 from selfsup.losses import info_nce
 from selfsup.methods.base import register_method
@@ -21,9 +22,9 @@ from selfsup.views import Views
 
 @dataclass
 class SimCLRConfig:
-    temperature: float = 0.5  # the paper's CIFAR-10 value; 0.1 for large batches on ImageNet
-    proj_hidden_dim: int = 512
-    proj_dim: int = 128
+    temperature: PositiveFloat = 0.5  # the paper's CIFAR-10 value; 0.1 for large batches on ImageNet
+    proj_hidden_dim: PositiveInt = 512
+    proj_dim: PositiveInt = 128
 
 
 @register_method("simclr")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from selfsup.config import PositiveInt
 from selfsup.heads import mlp_head
 from selfsup.losses.distillation import negative_cosine
 from selfsup.methods.base import register_method
@@ -26,9 +27,9 @@ from selfsup.views import Views
 
 @dataclass
 class SimSiamConfig:
-    proj_hidden_dim: int = 512  # 2048 in the paper (ResNet-50 on ImageNet)
-    proj_dim: int = 512  # 2048 in the paper; the projector's output is batch-normalised
-    pred_hidden_dim: int = 128  # the bottleneck: proj_dim / 4, as in the paper (512 for 2048)
+    proj_hidden_dim: PositiveInt = 512  # 2048 in the paper (ResNet-50 on ImageNet)
+    proj_dim: PositiveInt = 512  # 2048 in the paper; the projector's output is batch-normalised
+    pred_hidden_dim: PositiveInt = 128  # the bottleneck: proj_dim / 4, as in the paper (512 for 2048)
     # False reproduces the paper's ablation (sec. 4.1, fig. 2): without the stop-gradient the
     # representation collapses to a constant within a few epochs. For experiments and tests only.
     stop_gradient: bool = True

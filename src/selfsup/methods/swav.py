@@ -24,11 +24,13 @@ embeddings, identical on every rank.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from selfsup.config import Fraction, NonNegativeInt, PositiveFloat, PositiveInt, Range
 from selfsup.heads import mlp_head
 from selfsup.losses.clustering import sinkhorn_knopp, swav_loss
 from selfsup.losses.memory import FeatureQueue
@@ -40,16 +42,16 @@ from selfsup.views import Views
 
 @dataclass
 class SwAVConfig:
-    num_local_crops: int = 2  # small crops per image; the paper's best is 6 (2 x 224 px + 6 x 96 px)
-    proj_hidden_dim: int = 1024  # 2048 in the paper
-    proj_dim: int = 128  # as in the paper
-    num_prototypes: int = 100  # K; 3000 on ImageNet, about 10x the number of classes for small data
-    temperature: float = 0.2  # of the prediction softmax; 0.1 in the paper, which on digits cut RankMe from 46 to 12
-    sinkhorn_epsilon: float = 0.05  # entropy weight of the codes, as in the paper
-    sinkhorn_iterations: int = 3  # as in the paper
-    freeze_prototypes: float = 0.01  # fraction of training with the prototypes frozen (the paper: 1st epoch)
-    queue_size: int = 0  # embeddings kept per global crop for Sinkhorn; 0: off (the paper: 3840 for small batches)
-    queue_start: float = 0.15  # fraction of training before the queue is used (the paper: epoch 15 of 100)
+    num_local_crops: NonNegativeInt = 2  # small crops per image; the paper's best is 6 (2 x 224 px + 6 x 96 px)
+    proj_hidden_dim: PositiveInt = 1024  # 2048 in the paper
+    proj_dim: PositiveInt = 128  # as in the paper
+    num_prototypes: Annotated[int, Range(ge=2)] = 100  # K; 3000 on ImageNet, about 10x the number of classes for small data
+    temperature: PositiveFloat = 0.2  # of the prediction softmax; 0.1 in the paper, which on digits cut RankMe from 46 to 12
+    sinkhorn_epsilon: PositiveFloat = 0.05  # entropy weight of the codes, as in the paper
+    sinkhorn_iterations: PositiveInt = 3  # as in the paper
+    freeze_prototypes: Fraction = 0.01  # fraction of training with the prototypes frozen (the paper: 1st epoch)
+    queue_size: NonNegativeInt = 0  # embeddings kept per global crop for Sinkhorn; 0: off (the paper: 3840 for small batches)
+    queue_start: Fraction = 0.15  # fraction of training before the queue is used (the paper: epoch 15 of 100)
 
 
 @register_method("swav")

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn as nn
 
+from selfsup.config import Fraction, NonNegativeInt, Range
 from selfsup.errors import ConfigError
 from selfsup.losses.timeseries import hierarchical_contrastive_loss
+from selfsup.core.distributed import gather_with_grad
 from selfsup.methods.base import register_method
 from selfsup.methods.base import Encoder, Method, StepContext, StepOutput
 from selfsup.views import Views
@@ -46,18 +49,10 @@ class TS2VecConfig:
             ``AveragedModel``) instead of the last weights.
     """
 
-    alpha: float = 0.5
-    temporal_unit: int = 0
-    timestamp_keep_prob: float = 0.5
+    alpha: Fraction = 0.5
+    temporal_unit: NonNegativeInt = 0
+    timestamp_keep_prob: Annotated[float, Range(gt=0, le=1)] = 0.5  # 0 would mask every timestamp
     average_weights: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.temporal_unit < 0:
-            raise ValueError(f"temporal_unit must be >= 0, got {self.temporal_unit}")
-        if not 0.0 < self.timestamp_keep_prob <= 1.0:
-            raise ValueError(f"timestamp_keep_prob must be in (0, 1], got {self.timestamp_keep_prob}")
 
 
 def binomial_timestamp_mask(
@@ -126,8 +121,10 @@ class TS2Vec(Method):
             raise ValueError(f"overlap {overlap} does not fit views of lengths {x1.shape[-1]} and {x2.shape[-1]}")
         h1 = self._timestamp_features(x1, ctx.generator)  # [N, T1, D]
         h2 = self._timestamp_features(x2, ctx.generator)  # [N, T2, D]
-        # The overlap is the last `overlap` timestamps of view 1 and the first of view 2.
-        z1, z2 = h1[:, -overlap:], h2[:, :overlap]
+        # The overlap is the last `overlap` timestamps of view 1 and the first of view 2. Gathered
+        # over processes: the instance term compares the whole global batch at each timestamp
+        # (every process crops the same lengths: the views draw them from a shared generator).
+        z1, z2 = gather_with_grad(h1[:, -overlap:]), gather_with_grad(h2[:, :overlap])
         loss = hierarchical_contrastive_loss(z1, z2, self.config.alpha, self.config.temporal_unit)
         return StepOutput(loss, {}, _max_over_observed(h1.detach(), x1))
 

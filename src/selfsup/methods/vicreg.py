@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from selfsup.config import NonNegativeFloat, PositiveInt
 from selfsup.heads import mlp_head
 from selfsup.losses import vicreg_loss
 from selfsup.methods.base import register_method
@@ -21,11 +22,19 @@ from selfsup.views import Views
 
 @dataclass
 class VICRegConfig:
-    invariance_weight: float = 25.0
-    variance_weight: float = 25.0
-    covariance_weight: float = 1.0
-    proj_hidden_dim: int = 1024  # 8192 in the paper on ImageNet
-    proj_dim: int = 1024
+    # Each term can be switched off (0; the paper's ablations), not all three.
+    invariance_weight: NonNegativeFloat = 25.0
+    variance_weight: NonNegativeFloat = 25.0
+    covariance_weight: NonNegativeFloat = 1.0
+    proj_hidden_dim: PositiveInt = 1024  # 8192 in the paper on ImageNet
+    proj_dim: PositiveInt = 1024
+
+    def __post_init__(self) -> None:
+        if self.invariance_weight == self.variance_weight == self.covariance_weight == 0:
+            raise ValueError(
+                "invariance_weight, variance_weight and covariance_weight are all 0, so the loss would be 0; "
+                "give at least one a weight > 0"
+            )
 
 
 @register_method("vicreg")

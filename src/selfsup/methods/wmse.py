@@ -15,9 +15,11 @@ every rank draws the same one and computes the same loss.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
+from selfsup.config import NonNegativeFloat, PositiveInt, Range
 from selfsup.heads import mlp_head
 from selfsup.losses.infomax import wmse_loss
 from selfsup.methods.base import register_method
@@ -28,12 +30,20 @@ from selfsup.views import Views
 
 @dataclass
 class WMSEConfig:
-    num_views: int = 2  # positives per image: 2 (W-MSE 2) or 4 (W-MSE 4, the paper's best)
-    proj_hidden_dim: int = 1024  # as in the paper (2 layers, BatchNorm in the hidden layer)
-    proj_dim: int = 64  # the paper's CIFAR embedding; 128 on STL-10 / Tiny ImageNet
-    whitening_size: int = 128  # sub-batch whitened together; must exceed proj_dim (the paper: 2 x proj_dim)
-    whitening_iters: int = 1  # random slicings averaged per step (the paper: 1, or 4 for W-MSE 2 on STL-10)
-    whitening_eps: float = 1e-4  # covariance shrinkage (the authors' default); keeps tiny sub-batches defined
+    num_views: Annotated[int, Range(ge=2)] = 2  # positives per image: 2 (W-MSE 2) or 4 (W-MSE 4, the paper's best)
+    proj_hidden_dim: PositiveInt = 1024  # as in the paper (2 layers, BatchNorm in the hidden layer)
+    proj_dim: PositiveInt = 64  # the paper's CIFAR embedding; 128 on STL-10 / Tiny ImageNet
+    # Sub-batch whitened together; must exceed proj_dim unless whitening_eps > 0 (the paper: 2 x proj_dim).
+    whitening_size: Annotated[int, Range(ge=2)] = 128
+    whitening_iters: PositiveInt = 1  # random slicings averaged per step (the paper: 1, or 4 for W-MSE 2 on STL-10)
+    whitening_eps: NonNegativeFloat = 1e-4  # covariance shrinkage (the authors' default); keeps tiny sub-batches defined
+
+    def __post_init__(self) -> None:
+        if self.whitening_eps == 0 and self.whitening_size <= self.proj_dim:
+            raise ValueError(
+                f"whitening_size must exceed proj_dim ({self.proj_dim}) when whitening_eps is 0 (a sub-batch's "
+                f"covariance is singular otherwise); got {self.whitening_size}"
+            )
 
 
 @register_method("wmse")

@@ -11,41 +11,50 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
+from selfsup.config import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Range
+from selfsup.config_checks import check_pairs
 from selfsup.views.base import Views, register_views
+
+AreaFraction = Annotated[float, Range(gt=0, le=1)]  # a crop's share of the image's area: not empty, at most all
 
 
 @dataclass
 class RandomResizedCrop:
     """Crop a random area fraction in ``scale`` with aspect ratio in ``ratio``, resize back."""
 
-    p: float = 1.0
-    scale: tuple[float, float] = (0.2, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    p: Fraction = 1.0
+    scale: tuple[AreaFraction, AreaFraction] = (0.2, 1.0)
+    ratio: tuple[PositiveFloat, PositiveFloat] = (3 / 4, 4 / 3)
+
+    def __post_init__(self) -> None:
+        check_pairs(self, "scale", "ratio")
 
 
 @dataclass
 class HorizontalFlip:
-    p: float = 0.5
+    p: Fraction = 0.5
 
 
 @dataclass
 class ColorJitter:
     """Brightness, contrast, saturation and hue factors; saturation and hue need 3 channels."""
 
-    p: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.2
-    hue: float = 0.1
+    p: Fraction = 0.8
+    # Factors drawn in [max(0, 1 - s), 1 + s]; 0: off.
+    brightness: NonNegativeFloat = 0.4
+    contrast: NonNegativeFloat = 0.4
+    saturation: NonNegativeFloat = 0.2
+    hue: Annotated[float, Range(ge=0, le=0.5)] = 0.1  # a rotation in [-hue, hue] turns; 0.5 already reaches every hue
 
 
 @dataclass
 class RandomGrayscale:
-    p: float = 0.2
+    p: Fraction = 0.2
 
 
 @dataclass
@@ -56,16 +65,22 @@ class GaussianBlur:
     the kernel is at least 3 pixels wide.
     """
 
-    p: float = 0.5
-    sigma: tuple[float, float] = (0.1, 2.0)
+    p: Fraction = 0.5
+    sigma: tuple[NonNegativeFloat, NonNegativeFloat] = (0.1, 2.0)
+
+    def __post_init__(self) -> None:
+        check_pairs(self, "sigma")
 
 
 @dataclass
 class GaussianNoise:
     """Additive noise with standard deviation drawn in ``std``."""
 
-    p: float = 0.0
-    std: tuple[float, float] = (0.0, 0.1)
+    p: Fraction = 0.0
+    std: tuple[NonNegativeFloat, NonNegativeFloat] = (0.0, 0.1)
+
+    def __post_init__(self) -> None:
+        check_pairs(self, "std")
 
 
 @dataclass
@@ -77,9 +92,12 @@ class LocalCrops:
     uses (0.05, 0.4)). The other augmentations are the same as for the global views.
     """
 
-    scale: tuple[float, float] = (0.05, 0.4)
-    size_ratio: float = 0.5
-    min_size: int = 4
+    scale: tuple[AreaFraction, AreaFraction] = (0.05, 0.4)
+    size_ratio: Annotated[float, Range(gt=0, le=1)] = 0.5  # of the global views' side: local crops are not larger
+    min_size: PositiveInt = 4
+
+    def __post_init__(self) -> None:
+        check_pairs(self, "scale")
 
 
 @dataclass

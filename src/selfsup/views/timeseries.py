@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
 
+from selfsup.config import Fraction, NonNegativeFloat, NonNegativeInt, OneOf, PositiveFloat, PositiveInt, Range
+from selfsup.config_checks import check_not_empty, check_pairs, coerce_optional
 from selfsup.errors import ConfigError
 from selfsup.views.base import Views, register_views
 
@@ -36,15 +39,8 @@ NAN = float("nan")
 
 # ----------------------------------------------------------------------------- configs
 
-
-def _check_p(name: str, p: float) -> None:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{name}.p must be in [0, 1], got {p}")
-
-
-def _check_range(name: str, low_high: tuple[float, float], low: float = 0.0) -> None:
-    if len(low_high) != 2 or not low <= low_high[0] <= low_high[1]:
-        raise ValueError(f"{name} must be a pair [low, high] with {low} <= low <= high, got {list(low_high)}")
+SeriesFraction = Annotated[float, Range(gt=0, le=1)]  # of a series' observed length: a window is not empty
+MaskFraction = Annotated[float, Range(ge=0, lt=1)]  # masking every timestamp would leave nothing
 
 
 @dataclass
@@ -52,24 +48,25 @@ class Jitter:
     """Additive Gaussian noise; its std, drawn in ``std`` per sample, is a fraction of each
     series-channel's own standard deviation (so the strength does not depend on the data's units)."""
 
-    p: float = 0.8
-    std: tuple[float, float] = (0.0, 0.1)
+    p: Fraction = 0.8
+    std: tuple[NonNegativeFloat, NonNegativeFloat] = (0.0, 0.1)
 
     def __post_init__(self) -> None:
-        _check_p("jitter", self.p)
-        _check_range("jitter.std", self.std)
+        check_pairs(self, "std")
 
 
 @dataclass
 class Scaling:
     """Multiply each sample's channels by factors drawn uniformly in ``factor`` (one per channel)."""
 
-    p: float = 0.5
-    factor: tuple[float, float] = (0.75, 1.25)
+    p: Fraction = 0.5
+    factor: tuple[NonNegativeFloat, NonNegativeFloat] = (0.75, 1.25)
 
     def __post_init__(self) -> None:
-        _check_p("scaling", self.p)
-        _check_range("scaling.factor", self.factor)
+        check_pairs(self, "factor")
+
+
+Interpolation = Annotated[str, OneOf("cubic", "linear")]
 
 
 @dataclass
@@ -79,14 +76,10 @@ class MagnitudeWarp:
     ``interpolation``: "cubic" (natural cubic spline, as Um et al.) or "linear".
     """
 
-    p: float = 0.3
-    sigma: float = 0.2
-    knots: int = 4
-    interpolation: str = "cubic"
-
-    def __post_init__(self) -> None:
-        _check_p("magnitude_warp", self.p)
-        _check_curve("magnitude_warp", self.sigma, self.knots, self.interpolation)
+    p: Fraction = 0.3
+    sigma: NonNegativeFloat = 0.2
+    knots: NonNegativeInt = 4
+    interpolation: Interpolation = "cubic"
 
 
 @dataclass
@@ -94,23 +87,10 @@ class TimeWarp:
     """Smooth monotone time distortion: the local speed is ``exp`` of a smooth random curve through
     ``knots + 2`` values ~ N(0, sigma), integrated, and the series is resampled there."""
 
-    p: float = 0.3
-    sigma: float = 0.2
-    knots: int = 4
-    interpolation: str = "cubic"
-
-    def __post_init__(self) -> None:
-        _check_p("time_warp", self.p)
-        _check_curve("time_warp", self.sigma, self.knots, self.interpolation)
-
-
-def _check_curve(name: str, sigma: float, knots: int, interpolation: str) -> None:
-    if sigma < 0:
-        raise ValueError(f"{name}.sigma must be >= 0, got {sigma}")
-    if knots < 0:
-        raise ValueError(f"{name}.knots must be >= 0, got {knots}")
-    if interpolation not in ("cubic", "linear"):
-        raise ValueError(f"{name}.interpolation must be 'cubic' or 'linear', got {interpolation!r}")
+    p: Fraction = 0.3
+    sigma: NonNegativeFloat = 0.2
+    knots: NonNegativeInt = 4
+    interpolation: Interpolation = "cubic"
 
 
 @dataclass
@@ -123,15 +103,12 @@ class WindowCrop:
     window start per sample; this needs ``p = 1``.
     """
 
-    p: float = 1.0
-    scale: tuple[float, float] = (0.5, 1.0)
+    p: Fraction = 1.0
+    scale: tuple[SeriesFraction, SeriesFraction] = (0.5, 1.0)
     resize: bool = True
 
     def __post_init__(self) -> None:
-        _check_p("crop", self.p)
-        _check_range("crop.scale", self.scale)
-        if self.scale[1] > 1.0 or self.scale[0] <= 0.0:
-            raise ValueError(f"crop.scale must lie in (0, 1], got {list(self.scale)}")
+        check_pairs(self, "scale")
         if not self.resize and self.p != 1.0:
             raise ValueError("crop.resize=false crops every sample to one length, so it needs crop.p=1")
 
@@ -144,13 +121,8 @@ class Permutation:
     for signals whose class does not depend on the order of events (e.g. activity recognition).
     """
 
-    p: float = 0.0
-    max_segments: int = 5
-
-    def __post_init__(self) -> None:
-        _check_p("permutation", self.p)
-        if self.max_segments < 2:
-            raise ValueError(f"permutation.max_segments must be >= 2, got {self.max_segments}")
+    p: Fraction = 0.0
+    max_segments: Annotated[int, Range(ge=2)] = 5
 
 
 @dataclass
@@ -160,17 +132,12 @@ class TimestampMask:
     ``span_length=1`` masks timestamps independently; a larger value masks spans of that many steps.
     """
 
-    p: float = 0.3
-    ratio: tuple[float, float] = (0.0, 0.2)
-    span_length: int = 1
+    p: Fraction = 0.3
+    ratio: tuple[MaskFraction, MaskFraction] = (0.0, 0.2)
+    span_length: PositiveInt = 1
 
     def __post_init__(self) -> None:
-        _check_p("timestamp_mask", self.p)
-        _check_range("timestamp_mask.ratio", self.ratio)
-        if self.ratio[1] > 1.0:
-            raise ValueError(f"timestamp_mask.ratio must lie in [0, 1], got {list(self.ratio)}")
-        if self.span_length < 1:
-            raise ValueError(f"timestamp_mask.span_length must be >= 1, got {self.span_length}")
+        check_pairs(self, "ratio")
 
 
 @dataclass
@@ -178,15 +145,17 @@ class FrequencyMask:
     """Zero a random fraction in ``ratio`` of the rfft bins of each series (the same bins for all of
     its channels), then transform back; ``keep_dc`` spares the mean."""
 
-    p: float = 0.2
-    ratio: tuple[float, float] = (0.0, 0.2)
+    p: Fraction = 0.2
+    ratio: tuple[Fraction, Fraction] = (0.0, 0.2)  # 1: every bin but the mean (keep_dc)
     keep_dc: bool = True
 
     def __post_init__(self) -> None:
-        _check_p("frequency_mask", self.p)
-        _check_range("frequency_mask.ratio", self.ratio)
-        if self.ratio[1] > 1.0:
-            raise ValueError(f"frequency_mask.ratio must lie in [0, 1], got {list(self.ratio)}")
+        check_pairs(self, "ratio")
+        if self.ratio[1] == 1 and not self.keep_dc:
+            raise ValueError(
+                f"ratio {list(self.ratio)!r} with keep_dc=false can mask every bin, which leaves nothing of the series; "
+                "keep ratio below 1 or set keep_dc=true"
+            )
 
 
 @dataclass
@@ -195,16 +164,12 @@ class LocalCrops:
     fraction in ``scale`` of the observed series, resampled to ``length_ratio * T`` steps (at least
     ``min_length``); the other augmentations are those of the global views."""
 
-    scale: tuple[float, float] = (0.1, 0.4)
-    length_ratio: float = 0.5
-    min_length: int = 8
+    scale: tuple[SeriesFraction, SeriesFraction] = (0.1, 0.4)
+    length_ratio: Annotated[float, Range(gt=0, le=1)] = 0.5  # of the global views' length: local views are not longer
+    min_length: Annotated[int, Range(ge=2)] = 8
 
     def __post_init__(self) -> None:
-        _check_range("local.scale", self.scale)
-        if self.scale[1] > 1.0 or self.scale[0] <= 0.0:
-            raise ValueError(f"local.scale must lie in (0, 1], got {list(self.scale)}")
-        if not 0.0 < self.length_ratio <= 1.0 or self.min_length < 2:
-            raise ValueError("local.length_ratio must be in (0, 1] and local.min_length >= 2")
+        check_pairs(self, "scale")
 
 
 @dataclass
@@ -583,15 +548,17 @@ class TS2VecCropsConfig:
             data before training.
     """
 
-    temporal_unit: int = 0
-    max_length: int | None = 3000
+    temporal_unit: NonNegativeInt = 0
+    max_length: Annotated[int, Range(ge=2)] | None = 3000
     centerize: bool = True
 
     def __post_init__(self) -> None:
-        if self.temporal_unit < 0:
-            raise ValueError(f"temporal_unit must be >= 0, got {self.temporal_unit}")
+        coerce_optional(self, "max_length")
         if self.max_length is not None and self.max_length < 2 ** (self.temporal_unit + 1):
-            raise ValueError(f"max_length must be at least 2 ** (temporal_unit + 1), got {self.max_length}")
+            raise ValueError(
+                f"max_length must be at least 2 ** (temporal_unit + 1) = {2 ** (self.temporal_unit + 1)} (the shortest "
+                f"overlap) or null; got {self.max_length}"
+            )
 
 
 def centerize(x: torch.Tensor) -> torch.Tensor:
@@ -632,8 +599,14 @@ class TS2VecCrops:
     def __init__(self, config: TS2VecCropsConfig) -> None:
         self.config = config
 
+    # The per-batch draws (crop lengths, the long-series window) come from a generator shared by
+    # all processes of a multi-process run, so every process crops the same lengths and TS2Vec can
+    # compare timestamps across the global batch; the per-sample offsets stay per process.
+    shared_randomness = True
+
     def __call__(
-        self, batch: torch.Tensor, generator: torch.Generator, num_views: int = 2, num_local_views: int = 0
+        self, batch: torch.Tensor, generator: torch.Generator, num_views: int = 2, num_local_views: int = 0,
+        shared_generator: torch.Generator | None = None,
     ) -> Views:
         _check_series_batch(batch, "ts2vec_crops")
         if num_views != 2 or num_local_views != 0:
@@ -646,7 +619,8 @@ class TS2VecCrops:
         N, _, T = x.shape
         shortest = 2 ** (c.temporal_unit + 1)
         # All per-batch integers from one draw (one host sync for the crop lengths the shapes need).
-        u = torch.rand(5, generator=generator, device=x.device).tolist()
+        shared = shared_generator if shared_generator is not None else generator
+        u = torch.rand(5, generator=shared, device=x.device).tolist()
         if c.max_length is not None and T > c.max_length:
             window = int(u[4] * (T - c.max_length + 1))
             x = x[:, :, window : window + c.max_length]
@@ -695,29 +669,18 @@ class FrameProjectionsConfig:
             methods that encode the views in one batch (SimCLR, ...) can concatenate them.
     """
 
-    domains: tuple[str, ...] = ("time", "basis", "frame")
-    basis: str = "fourier"
-    num_scales: int = 48
-    scales: tuple[float, float] = (2.0, 128.0)
-    bandwidth: float = 1.0
-    center_frequency: float = 1.0
-    frame_layout: str = "flat"
+    domains: tuple[Annotated[str, OneOf("time", "basis", "frame")], ...] = ("time", "basis", "frame")
+    basis: Annotated[str, OneOf("fourier", "dct")] = "fourier"
+    num_scales: PositiveInt = 48
+    scales: tuple[PositiveFloat, PositiveFloat] = (2.0, 128.0)
+    bandwidth: PositiveFloat = 1.0
+    center_frequency: PositiveFloat = 1.0
+    frame_layout: Annotated[str, OneOf("flat", "stacked")] = "flat"
     pad_to_common_length: bool = True
 
     def __post_init__(self) -> None:
-        unknown = [d for d in self.domains if d not in ("time", "basis", "frame")]
-        if not self.domains or unknown:
-            raise ValueError(f"domains must be a non-empty list of 'time', 'basis', 'frame'; got {list(self.domains)}")
-        if self.basis not in ("fourier", "dct"):
-            raise ValueError(f"basis must be 'fourier' or 'dct', got {self.basis!r}")
-        if self.frame_layout not in ("flat", "stacked"):
-            raise ValueError(f"frame_layout must be 'flat' or 'stacked', got {self.frame_layout!r}")
-        if self.num_scales < 1 or not 0 < self.scales[0] <= self.scales[1]:
-            raise ValueError(
-                f"need num_scales >= 1 and 0 < scales[0] <= scales[1]; got {self.num_scales}, {list(self.scales)}"
-            )
-        if self.bandwidth <= 0 or self.center_frequency <= 0:
-            raise ValueError("bandwidth and center_frequency must be > 0")
+        check_not_empty(self, "domains")
+        check_pairs(self, "scales")
 
 
 def fourier_coefficients(x: torch.Tensor) -> torch.Tensor:

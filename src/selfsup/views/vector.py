@@ -9,16 +9,19 @@ arXiv 2106.15147), batched here within the current batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
+from selfsup.config import NonNegativeFloat, Range
 from selfsup.views.base import Views, register_views
 
 
 @dataclass
 class VectorViewsConfig:
-    corruption_rate: float = 0.6  # fraction of features replaced per sample (SCARF's default)
-    noise_std: float = 0.0
+    # Fraction of features replaced per sample (SCARF's default); at 1 a view would keep nothing of its sample.
+    corruption_rate: Annotated[float, Range(ge=0, lt=1)] = 0.6
+    noise_std: NonNegativeFloat = 0.0
 
 
 @register_views("vector")
