@@ -368,3 +368,38 @@ def test_symlinks_that_would_read_the_data_twice_or_loop(tmp_path: Path, capsys)
     loop.symlink_to(loop)
     one_line_error(in_process(capsys, "pretrain", "--data", str(loop), "-o", str(tmp_path / "run")), 2, "symlink loop")
     assert not (tmp_path / "run").exists()
+
+
+# Exact resume: SIGKILL mid-epoch, resume, the same weights bit for bit
+
+
+def test_a_run_killed_mid_epoch_and_resumed_ends_bitwise_equal_to_an_uninterrupted_run(tmp_path: Path) -> None:
+    common = ["--epochs", "3", "--no-eval", *FAST, "--set", "train.checkpoint_every_n_steps=3",
+              "--set", "train.monitor_every_n_epochs=2"]
+    whole = selfsup("pretrain", "-o", str(tmp_path / "whole"), *common)
+    assert whole.returncode == 0, whole.stderr
+    run = tmp_path / "killed"
+    child = start("pretrain", "-o", str(run), *common)
+    last = run / "checkpoints" / "last.ckpt"
+
+    def mid_epoch_checkpoint() -> bool:
+        try:
+            step = ckpt_step(last)
+        except Exception:  # not there yet, or being replaced
+            return False
+        return step > STEPS and step % STEPS != 0
+
+    wait_for(mid_epoch_checkpoint, process=child)
+    child.kill()  # SIGKILL: nothing of the run's own shutdown runs
+    child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    killed_at = ckpt_step(last)
+    resumed = selfsup("pretrain", "--resume", str(run), "--no-eval", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert a["global_step"] == b["global_step"] == 3 * STEPS and killed_at < 3 * STEPS
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    for key, value in a["optimizer_states"][0]["state"].items():
+        assert all(torch.equal(v, b["optimizer_states"][0]["state"][key][n]) for n, v in value.items() if torch.is_tensor(v))

@@ -25,6 +25,7 @@ from selfsup.evaluate.quality import (
     uniformity,
 )
 from selfsup.train.callbacks import EmbeddingMonitor
+from selfsup.train.logs import AppendingCSVLogger
 from selfsup.train.monitors import CollapseAlarm, CollapseWarning, detect_collapse
 from selfsup.train.runner import CHECKPOINT, build_method, input_statistics, pretrain, resolve_config
 from selfsup.views import create_views
@@ -240,7 +241,8 @@ def test_tensorboard_logger_is_added_only_when_tensorboard_is_importable(monkeyp
         return lambda name, *a: (object() if installed else None) if name == "tensorboard" else real_find_spec(name, *a)
 
     monkeypatch.setattr(importlib.util, "find_spec", pretend(False))
-    assert [type(x).__name__ for x in runner._loggers(tmp_path)] == ["CSVLogger"]
+    csv_log = AppendingCSVLogger(tmp_path)
+    assert [type(x).__name__ for x in runner._loggers(tmp_path, csv_log)] == ["AppendingCSVLogger"]
 
     class FakeTensorBoard:
         def __init__(self, save_dir: str, name: str, version: str) -> None:
@@ -248,8 +250,8 @@ def test_tensorboard_logger_is_added_only_when_tensorboard_is_importable(monkeyp
 
     monkeypatch.setattr(importlib.util, "find_spec", pretend(True))
     monkeypatch.setattr(L.pytorch.loggers, "TensorBoardLogger", FakeTensorBoard)
-    loggers = runner._loggers(tmp_path)
-    assert [type(x).__name__ for x in loggers] == ["CSVLogger", "FakeTensorBoard"]
+    loggers = runner._loggers(tmp_path, csv_log)
+    assert [type(x).__name__ for x in loggers] == ["AppendingCSVLogger", "FakeTensorBoard"]
     assert loggers[1].save_dir == str(tmp_path)
 
 

@@ -22,8 +22,11 @@ from selfsup.losses.timeseries import (
     instance_contrastive_loss,
     temporal_contrastive_loss,
 )
+from selfsup.backbones import create_backbone
 from selfsup.methods import Encoder, create_method
 from selfsup.views import Views
+
+from gloo import ddp_average, run_on_ranks
 
 # --------------------------------------------------------------------------- slow reference
 
@@ -373,3 +376,32 @@ def test_short_pretraining_beats_random_init_under_the_svm_protocol(tmp_path) ->
     result = pretrain(_run_config("ucr:ItalyPowerDemand", epochs=10), run_dir=tmp_path / "run")
     scores = result.metrics["evaluation"]["results"]
     assert scores["pretrained"]["svm"] > scores["random-init"]["svm"] + 0.01, scores
+
+
+def _ts2vec_rank_gradients(rank: int, world: int) -> dict[str, torch.Tensor]:
+    """Rank ``rank`` of ``world`` (1: one process) trains on its share of a fixed global batch of
+    overlapping crops; returns the parameter gradients after DDP's averaging."""
+    torch.manual_seed(0)
+    encoder = Encoder(create_backbone("ts2vec_encoder", (2, 24), hidden_dim=8, output_dim=6, depth=2, dropout=0.0),
+                      torch.zeros(2, 1), torch.ones(2, 1), (2, 24), "timeseries")
+    method = create_method("ts2vec", encoder, timestamp_keep_prob=1.0, temporal_unit=1).double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 2, 24, generator=g, dtype=torch.float64)
+    share = slice(rank * 8 // world, (rank + 1) * 8 // world)
+    method.training_step(_overlapping_crops(x[share], 2, 17, 9, 23), StepContext(0, 1)).loss.backward()
+    grads = {name: p.grad for name, p in method.named_parameters() if p.grad is not None}
+    return {name: ddp_average(grad) for name, grad in grads.items()} if world > 1 else grads
+
+
+def _ts2vec_worker(rank: int) -> dict[str, torch.Tensor]:
+    return _ts2vec_rank_gradients(rank, 2)
+
+
+def test_two_processes_give_the_gradients_of_one_process_on_the_global_batch() -> None:
+    """TS2Vec gathers the overlapping timestamps over processes: its instance term compares the
+    whole global batch, so 2 processes with 4 series each equal 1 process with all 8."""
+    single = _ts2vec_rank_gradients(0, 1)
+    for ranked in run_on_ranks(_ts2vec_worker, 2):
+        assert ranked.keys() == single.keys()
+        for name, grad in single.items():
+            torch.testing.assert_close(ranked[name], grad, rtol=1e-9, atol=1e-12, msg=name)

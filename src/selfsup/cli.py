@@ -14,7 +14,7 @@ import torch
 from selfsup.backbones import list_backbones
 from selfsup.config import COMPONENTS, RunConfig, apply_override, load_yaml, merge
 from selfsup.core.io import check_output_file, write_atomic
-from selfsup.core.lock import RunLock
+from selfsup.core.lock import RunLock, is_secondary_rank
 from selfsup.data import get_modality, list_datasets, list_modalities, load_dataset
 from selfsup.data.timeseries import list_timeseries_datasets
 from selfsup.errors import CollapseError, ConfigError, DataError, SelfsupError, StorageError
@@ -48,7 +48,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="built-in dataset name, a folder of images, or a .npy/.npz file; default digits")
     p.add_argument("--backbone", help="backbone name (see `selfsup list backbones`); default resnet_tiny")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="the global batch, split equally over the processes (--devices)")
     p.add_argument("--lr", type=float, help="peak learning rate of train.optimizer (adamw by default)")
     p.add_argument("--seed", type=int)
     p.add_argument("--accelerator", help="cpu, gpu or auto")
@@ -150,6 +150,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     else:
         config = _config_from_args(args)
         result = pretrain(config, run_dir=args.output, evaluate=False if args.no_eval else None)
+    if is_secondary_rank():
+        return 0  # rank 0 reports the run
     metrics = result.metrics
     print(f"\nrun directory: {result.run_dir}")
     print(f"trained {metrics.get('steps')} steps in {metrics.get('train_seconds_this_session', 0):.1f} s")

@@ -111,6 +111,8 @@ class TrainConfig:
     epochs: PositiveInt = 100
     # Stop after this many optimiser steps (0: no limit); the schedules then span max_steps.
     max_steps: NonNegativeInt = 0
+    # The global batch: with N processes (--devices N, torchrun) each takes batch_size / N of it,
+    # so N processes train as one process with this batch would (N must divide it).
     batch_size: Annotated[int, Range(ge=2)] = 256
     # DataLoader worker processes that read and decode samples (-1: none for data in memory,
     # else one per CPU core but one, at most 8).
@@ -127,13 +129,16 @@ class TrainConfig:
     devices: Any = "auto"
     precision: Annotated[str, OneOf(*PRECISIONS)] = "auto"  # "auto": bf16-mixed on GPUs that support it, else 32-true
     checkpoint_every_n_epochs: PositiveInt = 1
+    # Also a checkpoint every this many optimiser steps (0: only at epoch ends); a run killed
+    # (even with SIGKILL) and resumed continues from the last one exactly as it would have.
+    checkpoint_every_n_steps: NonNegativeInt = 0
     # Label-free monitors (RankMe, alpha-ReQ, alignment/uniformity, std; online kNN/linear when the
     # data has labels) on a fixed subset of the train set; see docs/monitoring.md.
     monitor_every_n_epochs: PositiveInt = 5
     monitor_samples: Annotated[int, Range(ge=2)] = 512
     # Collapse alarm: complete collapse when the normalised embeddings' std * sqrt(D) falls below
     # collapse_std_threshold; dimensional when RankMe < collapse_rank_fraction * min(N, D) (0: off).
-    collapse_std_threshold: NonNegativeFloat = 0.05
+    collapse_std_threshold: Fraction = 0.05
     collapse_rank_fraction: Fraction = 0.01
     stop_on_collapse: bool = False  # end the run (checkpoint kept, CLI exit code 4) at a collapse
     progress_bar: bool = True

@@ -34,14 +34,21 @@ def make_loader(
     pin_memory: bool = False,
     generator: torch.Generator | None = None,
     persistent_workers: bool = False,
+    batch_sampler: torch.utils.data.Sampler | None = None,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader of :class:`Batch` over ``source`` (``num_workers=-1``: :func:`default_num_workers`)."""
+    """A DataLoader of :class:`Batch` over ``source`` (``num_workers=-1``: :func:`default_num_workers`).
+
+    With a ``batch_sampler`` (training: :class:`~selfsup.data.sampler.EpochBatchSampler`), it
+    chooses the batches and ``batch_size``, ``shuffle`` and ``drop_last`` are not used.
+    """
     workers = default_num_workers(source) if num_workers < 0 else num_workers
+    batching = (
+        {"batch_sampler": batch_sampler} if batch_sampler is not None
+        else {"batch_size": batch_size, "shuffle": shuffle, "drop_last": drop_last}
+    )
     return torch.utils.data.DataLoader(
         source,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=drop_last,
+        **batching,
         num_workers=workers,
         collate_fn=get_modality(source.modality).collate,
         pin_memory=pin_memory,

@@ -22,7 +22,8 @@ LAST, PREVIOUS = "last.ckpt", "previous.ckpt"  # the two checkpoints a run keeps
 
 
 class AtomicCheckpoint(Checkpoint):
-    """Writes ``last.ckpt`` every ``every_n_epochs`` epochs (and when a signal stops the run):
+    """Writes ``last.ckpt`` every ``every_n_epochs`` epochs, every ``every_n_steps`` steps (0: never
+    mid-epoch) and when a signal stops the run:
     temp file, then rename; the checkpoint it replaces is kept as ``previous.ckpt``.
 
     A crash while writing leaves the previous checkpoints intact; so does a full disk, which
@@ -32,9 +33,10 @@ class AtomicCheckpoint(Checkpoint):
     state is in the file. The loggers are flushed first, so the log is never behind it.
     """
 
-    def __init__(self, dirpath: str | Path, every_n_epochs: int = 1) -> None:
+    def __init__(self, dirpath: str | Path, every_n_epochs: int = 1, every_n_steps: int = 0) -> None:
         self.dirpath = Path(dirpath)
         self.every_n_epochs = max(1, every_n_epochs)
+        self.every_n_steps = every_n_steps
 
     @property
     def last_path(self) -> Path:
@@ -43,7 +45,8 @@ class AtomicCheckpoint(Checkpoint):
     def save(self, trainer: L.Trainer) -> None:
         for logger in trainer.loggers:
             logger.save()
-        self.dirpath.mkdir(parents=True, exist_ok=True)
+        if trainer.is_global_zero:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
         tmp = self.dirpath / f"{LAST}.tmp"
         try:
             trainer.save_checkpoint(tmp, weights_only=False)  # rank 0 writes
@@ -61,6 +64,11 @@ class AtomicCheckpoint(Checkpoint):
                 os.replace(self.last_path, self.dirpath / PREVIOUS)
             os.replace(tmp, self.last_path)
         trainer.strategy.barrier()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        # global_step already counts this step. Mid-epoch: Lightning restores from this point exactly.
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self.save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1

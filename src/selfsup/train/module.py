@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 
 from selfsup.config import TrainConfig
 from selfsup.core.schedules import warmup_cosine
 from selfsup.data.base import Batch
 from selfsup.data.loader import check_batch
+from selfsup.data.sampler import EpochBatchSampler
 from selfsup.data.modalities import Modality, get_modality
 from selfsup.errors import NonFiniteLossError
 from selfsup.methods.base import Method, StepContext
@@ -31,11 +34,18 @@ class PretrainModule(L.LightningModule):
             for ``max_steps`` and for the distributed sampler).
         modality: the data's modality (turns raw batches into the views' input).
         skip_bad_files: warn about (instead of stopping at) samples that could not be read.
+        sampler: the training loader's batch sampler: told this process's rank (each process
+            takes its share of every global batch) and, on a resume, where in the epoch to start.
+
+    Checkpoints hold, besides the weights and optimiser: the view generator's state, the place
+    in the data order (epoch, batches done) and the global random states (torch, CUDA, NumPy,
+    Python), so a run resumed from any checkpoint continues exactly as it would have.
     """
 
     def __init__(
         self, method: Method, views: ViewGenerator, train: TrainConfig, steps_per_epoch: int = 1,
         modality: str | Modality | None = None, skip_bad_files: bool = False,
+        sampler: EpochBatchSampler | None = None,
     ) -> None:
         super().__init__()
         self.method = method
@@ -47,9 +57,14 @@ class PretrainModule(L.LightningModule):
         self.total_steps = _total_steps(steps_per_epoch, train)
         self._generator: torch.Generator | None = None
         self._generator_state: torch.Tensor | None = None
+        self._shared: torch.Generator | None = None
+        self._shared_state: torch.Tensor | None = None
         self._last_batch_time: float | None = None
         self.run_meta: dict[str, Any] = {}
         self._warned: set[str] = set()  # unreadable files already warned about
+        self.sampler = sampler
+        self._batches_in_epoch = 0  # batches started in the current epoch (the resume point)
+        self._resume_epoch: int | None = None  # the epoch a resume starts in the middle of
 
     def _count_steps(self) -> None:
         """Steps per epoch and in the whole run, as the trainer will run them."""
@@ -71,6 +86,16 @@ class PretrainModule(L.LightningModule):
                 self._generator.set_state(self._generator_state)
         return self._generator
 
+    def shared_generator(self, device: torch.device) -> torch.Generator:
+        """A generator in the same state on every process, for draws that must agree across the
+        global batch (TS2Vec's crop lengths); saved in checkpoints like the per-process one."""
+        if self._shared is None or self._shared.device != device:
+            self._shared = torch.Generator(device=device)
+            self._shared.manual_seed(self.train_config.seed * 1000 + 997)
+            if self._shared_state is not None:
+                self._shared.set_state(self._shared_state)
+        return self._shared
+
     def context(self, step: int, batch: Batch | None = None, device: torch.device | None = None) -> StepContext:
         generator = self.view_generator(device) if device is not None else self._generator
         return StepContext(step=step, total_steps=self.total_steps, generator=generator, batch=batch)
@@ -90,13 +115,17 @@ class PretrainModule(L.LightningModule):
         x = self.modality.view_input(batch)
         ctx = self.context(self.global_step, batch, x.device)
         with torch.no_grad():
-            views = self.views(x, ctx.generator, self.method.num_global_views, self.method.num_local_views)
+            shared = {"shared_generator": self.shared_generator(x.device)} if getattr(self.views, "shared_randomness", False) else {}
+            views = self.views(x, ctx.generator, self.method.num_global_views, self.method.num_local_views, **shared)
         if self.method.requires_labels:
             views.labels = batch["y"]
         out = self.method.training_step(views, ctx)
         # One host sync per step: needed to stop at the first bad step with the last good
         # checkpoint intact (the progress bar reads the loss every step anyway).
-        if not bool(torch.isfinite(out.loss)):
+        finite = torch.isfinite(out.loss.detach()).float()
+        if self._trainer is not None and self.trainer.world_size > 1:  # every process stops at the same step
+            finite = self.trainer.strategy.reduce(finite, reduce_op="min")
+        if not bool(finite):
             raise NonFiniteLossError(
                 f"the loss became {out.loss.item()} at step {self.global_step + 1} (epoch {self.current_epoch + 1})"
             )
@@ -109,8 +138,19 @@ class PretrainModule(L.LightningModule):
         self._last_batch_time = now
         return out.loss
 
+    def setup(self, stage: str) -> None:
+        if self.sampler is not None and self._trainer is not None:
+            self.sampler.set_process(self.global_rank, self.trainer.world_size)
+            self.sampler.epoch_source = lambda: self.trainer.current_epoch
+
     def on_train_epoch_start(self) -> None:
         self._last_batch_time = None  # do not count the time between epochs
+        if self._resume_epoch != self.current_epoch:  # a resume keeps the batches its epoch had done
+            self._batches_in_epoch = 0
+        self._resume_epoch = None
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._batches_in_epoch += 1
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         # global_step already counts the step just taken: its index is global_step - 1.
@@ -143,10 +183,43 @@ class PretrainModule(L.LightningModule):
         checkpoint["selfsup"] = self.run_meta
         if self._generator is not None:
             checkpoint["view_generator_state"] = self._generator.get_state()
+        if self._shared is not None:
+            checkpoint["shared_generator_state"] = self._shared.get_state()
+        checkpoint["data_order"] = {"epoch": self.current_epoch, "batches_done": self._batches_in_epoch}
+        checkpoint["random_states"] = random_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._generator_state = checkpoint.get("view_generator_state")
         self._generator = None
+        self._shared_state = checkpoint.get("shared_generator_state")
+        self._shared = None
+        order = checkpoint.get("data_order")
+        if order is not None:
+            self._resume_epoch, self._batches_in_epoch = order["epoch"], order["batches_done"]
+            if self.sampler is not None:
+                self.sampler.resume_at(order["epoch"], order["batches_done"])
+        if "random_states" in checkpoint:
+            set_random_states(checkpoint["random_states"])
+
+
+def random_states() -> dict[str, Any]:
+    """The global random states a step may draw from (dropout, a method's own draws)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    # Plain tensors and numbers only: a checkpoint loads with torch.load(weights_only=True).
+    numpy_state = [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]
+    states = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_random_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def _total_steps(steps_per_epoch: int, train: TrainConfig) -> int:

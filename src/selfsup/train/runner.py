@@ -27,9 +27,10 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from selfsup.backbones import BACKBONES
 from selfsup.config import ComponentConfig, RunConfig, build_dataclass, to_plain
 from selfsup.core.io import check_output_dir, write_atomic
-from selfsup.core.lock import LOCK_FILE, RunLock
+from selfsup.core.lock import LOCK_FILE, RunLock, is_secondary_rank
 from selfsup.data import DatasetSplits, SampleSource, data_options, load_dataset
 from selfsup.data.loader import iterate, make_loader, materialize
+from selfsup.data.sampler import EpochBatchSampler
 from selfsup.data.modalities import get_modality
 from selfsup.errors import ConfigError, NonFiniteLossError, RunInterrupted, SelfsupError, StorageError
 from selfsup.evaluate.plots import write_training_plot
@@ -201,6 +202,8 @@ def _pretrain(
     evaluate: bool | None, epochs: int | None, session: dict[str, Any], requests: StopRequests,
 ) -> RunResult:
     lock: RunLock | None = None
+    if is_secondary_rank():
+        return _secondary(config, run_dir, resume, callbacks, requests)
     if not resume:
         config = config or RunConfig()
         run_dir = check_output_dir(run_dir if run_dir is not None else default_run_dir(config), "run directory")
@@ -225,6 +228,33 @@ def _pretrain(
             lock.release()
 
 
+# What rank 0 decided, for the processes Lightning launches for it (they run the same command).
+_RUN_DIR_ENV, _RESUME_ENV = "SELFSUP_RUN_DIR", "SELFSUP_RESUME"
+
+
+def _secondary(
+    config: RunConfig | None, run_dir: str | Path | None, resume: bool, callbacks: list[L.Callback] | None,
+    requests: StopRequests,
+) -> RunResult:
+    """A non-zero rank of a multi-process run: it trains its share and writes nothing.
+
+    Launched by Lightning (``--devices N``), it follows rank 0's decisions (run directory,
+    resume) and reads the config rank 0 resolved; under ``torchrun`` or SLURM every rank starts
+    from the command line, so it resolves the same config from it and rank 0 alone checks and
+    keeps the run directory (a refusal there ends the whole launch).
+    """
+    inherited = os.environ.get(_RUN_DIR_ENV)
+    if inherited:
+        run_dir, resume = Path(inherited), os.environ.get(_RESUME_ENV) == "1"
+        config = load_run_config(run_dir)
+    elif resume:
+        config = load_run_config(Path(run_dir)) if run_dir is not None else None
+    if config is None:
+        config = RunConfig()
+    return _train(config, Path(run_dir) if run_dir is not None else default_run_dir(config), resume, callbacks, None,
+                  requests, None)
+
+
 def _restart_or_refuse(run_dir: Path) -> bool:
     """For a start in an existing, non-empty ``run_dir``: ``True`` to resume it (a requeued SLURM
     job), ``False`` to start it again (it never reached a checkpoint), else a one-line refusal."""
@@ -243,7 +273,7 @@ def _restart_or_refuse(run_dir: Path) -> bool:
 def _refuse_foreign(run_dir: Path) -> None:
     """One line when an existing, non-empty ``run_dir`` holds anything but a run's own files."""
     ours = {CONFIG_FILE, METRICS_FILE, "logs", "checkpoints", LOCK_FILE, "training.png", "report.html", "report"}
-    others = sorted(p.name for p in run_dir.iterdir() if p.name not in ours and not p.name.startswith(".config."))
+    others = sorted(p.name for p in run_dir.iterdir() if p.name not in ours and not p.name.startswith("."))
     if not (run_dir / CONFIG_FILE).is_file() or others:
         raise ConfigError(
             f"run directory {run_dir} already exists and is not a selfsup run (it holds {', '.join(others[:3]) or 'files'}); "
@@ -316,6 +346,8 @@ def _train(
             "use a labeled dataset (e.g. an image folder with one sub-folder per class) or a self-supervised method"
         )
 
+    if is_secondary_rank():  # rank 0 keeps the run directory
+        return _fit(config, run_dir, resume, callbacks, evaluate, requests, data, method, views, mean)
     # Everything is valid: only now is the run directory made (a failed start leaves nothing).
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -339,12 +371,16 @@ def _fit(
 ) -> RunResult:
     train, cfg = data.train, config.train
     on_gpu = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
+    # The data order is a function of (seed, epoch) and the global batch is split across the
+    # processes; the loader's own generator keeps the global random stream untouched.
+    sampler = EpochBatchSampler(len(train), cfg.batch_size, seed=cfg.seed)
     loader = make_loader(
-        train, cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
-        pin_memory=on_gpu, persistent_workers=True,
+        train, cfg.batch_size, num_workers=cfg.num_workers, pin_memory=on_gpu, persistent_workers=True,
+        batch_sampler=sampler, generator=torch.Generator().manual_seed(cfg.seed),
     )
     module = PretrainModule(
         method, views, cfg, steps_per_epoch=len(loader), modality=train.modality, skip_bad_files=config.skip_bad_files,
+        sampler=sampler,
     )
     generator = torch.Generator().manual_seed(cfg.seed)
     monitor_idx = torch.randperm(len(train), generator=generator)[: cfg.monitor_samples]
@@ -363,7 +399,7 @@ def _fit(
         monitored["x"], cfg.monitor_every_n_epochs, labels=monitored.get("y"), seed=cfg.seed, modality=train.modality,
     )
     alarm = CollapseAlarm(monitor, cfg.collapse_rank_fraction, cfg.collapse_std_threshold, stop=cfg.stop_on_collapse)
-    checkpoint = AtomicCheckpoint(run_dir / "checkpoints", cfg.checkpoint_every_n_epochs)
+    checkpoint = AtomicCheckpoint(run_dir / "checkpoints", cfg.checkpoint_every_n_epochs, cfg.checkpoint_every_n_steps)
     all_callbacks: list[L.Callback] = [
         StopAtStepBoundary(requests, checkpoint.save),  # first: a stop at an epoch's end comes before the monitors
         checkpoint,
@@ -379,27 +415,39 @@ def _fit(
         max_epochs=cfg.epochs,
         max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
         accelerator=cfg.accelerator,
-        devices=cfg.devices,
+        devices=_devices(cfg.devices),
+        num_nodes=_num_nodes(),
         precision=_precision(cfg.precision),
         callbacks=all_callbacks,
         logger=_loggers(run_dir, logger),
         default_root_dir=str(run_dir),
         plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
+        sync_batchnorm=on_gpu,  # BatchNorm statistics over the global batch (no effect on one process)
         enable_checkpointing=True,  # AtomicCheckpoint is the only checkpoint callback
+        use_distributed_sampler=False,  # EpochBatchSampler splits every global batch itself
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
         log_every_n_steps=1,
         num_sanity_val_steps=0,
     )
+    # train.batch_size is the global batch: each of the processes takes an equal share of it.
+    sampler.set_process(trainer.global_rank, trainer.world_size)
     ckpt = checkpoint_path(run_dir) if resume else None
-    write_metrics(run_dir, {"status": f"running (session {logger.session}, process {os.getpid()})"})
+    primary = not is_secondary_rank()
+    if primary:
+        write_metrics(run_dir, {"status": f"running (session {logger.session}, process {os.getpid()})"})
+        os.environ[_RUN_DIR_ENV], os.environ[_RESUME_ENV] = str(run_dir), "1" if ckpt is not None else "0"
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
+            # The monitors measure the same samples with the same weights on every process.
+            warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
             trainer.fit(module, loader, ckpt_path=str(ckpt) if ckpt is not None else None)
     except NonFiniteLossError as error:
+        if not primary:
+            raise
         kept = (
             f"the last good checkpoint is kept at {checkpoint.last_path}"
             if checkpoint.last_path.exists()
@@ -414,9 +462,12 @@ def _fit(
         raise _interrupted(stop, run_dir, trainer, history, monitor, alarm) from None
     except StorageError as error:
         with contextlib.suppress(Exception):  # the disk may be too full for this too
-            write_metrics(run_dir, {"status": f"failed: {error}", "history": history.steps})
+            if primary:
+                write_metrics(run_dir, {"status": f"failed: {error}", "history": history.steps})
         raise
     train_time = time.perf_counter() - start
+    if not trainer.is_global_zero:  # rank 0 writes the results and evaluates; this process is done
+        return RunResult(run_dir, method, data, {"status": "finished", "steps": trainer.global_step})
     asked = requests.signum
     if asked is not None or trainer.interrupted:  # a signal during the last step: training is complete
         write_metrics(run_dir, {"status": "finished", "steps": trainer.global_step, "history": history.steps,
@@ -480,6 +531,24 @@ def _interrupted(stop: Stop, run_dir: Path, trainer: L.Trainer, history: History
             "collapse": alarm.report(),
         })
     return RunInterrupted(f"{status}; {saved}; {_continue(run_dir)}", stop.signum)
+
+
+def _devices(requested: Any) -> Any:
+    """``devices``, where ``auto`` under a launcher that started the processes (torchrun, SLURM's
+    srun) means the processes it started on this node: one run over all of them."""
+    if requested == "auto":
+        for name in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+            if os.environ.get(name, "").isdigit() and int(os.environ[name]) > 1:
+                return int(os.environ[name])
+    return requested
+
+
+def _num_nodes() -> int:
+    """Nodes of a launch that torchrun started (WORLD_SIZE / LOCAL_WORLD_SIZE), else 1."""
+    world, local = os.environ.get("WORLD_SIZE", ""), os.environ.get("LOCAL_WORLD_SIZE", "")
+    if world.isdigit() and local.isdigit() and int(local) > 0:
+        return max(1, int(world) // int(local))
+    return 1
 
 
 def _check_hardware(cfg: Any) -> None:
