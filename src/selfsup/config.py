@@ -286,6 +286,10 @@ def build_dataclass(cls: type, values: dict[str, Any] | None, where: str) -> Any
     kwargs = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in values.items()}
     try:
         return cls(**kwargs)
+    except ConfigError as error:  # a __post_init__ check: name where it happened, once
+        if str(error).startswith(where) or f" {where}" in str(error):
+            raise
+        raise ConfigError(f"invalid {where}: {error}") from None
     except (TypeError, ValueError) as error:
         raise ConfigError(f"invalid {where}: {error}") from error
 
