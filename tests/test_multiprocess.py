@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 import torch.distributed as dist
 
 from selfsup.core.schedules import warmup_cosine
@@ -60,3 +63,26 @@ def test_a_global_batch_the_processes_do_not_divide_is_one_line(tmp_path: Path) 
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and "--batch-size 126" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_stops_both_processes_at_the_same_step_with_one_checkpoint(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "selfsup.cli", *COMMON, "--epochs", "500", "--accelerator", "cpu", "--devices", "2",
+         "--no-eval", "-o", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists():
+        assert child.poll() is None, child.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    child.send_signal(signal.SIGTERM)  # to rank 0 only: it tells rank 1 at the next step
+    _, stderr = child.communicate(timeout=300)
+    assert child.returncode == 143, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "SIGTERM" in lines[0], stderr  # said once, by rank 0
+    status = json.loads((run_dir / "metrics.json").read_text())["status"]
+    step = int(status.split()[3])
+    assert torch.load(last, weights_only=True)["global_step"] == step

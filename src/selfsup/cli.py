@@ -17,7 +17,7 @@ from selfsup.core.io import check_output_file, write_atomic
 from selfsup.core.lock import RunLock, is_secondary_rank
 from selfsup.data import get_modality, list_datasets, list_modalities, load_dataset
 from selfsup.data.timeseries import list_timeseries_datasets
-from selfsup.errors import CollapseError, ConfigError, DataError, SelfsupError, StorageError
+from selfsup.errors import CollapseError, ConfigError, DataError, RunInterrupted, SelfsupError, StorageError
 from selfsup.evaluate.embed import embed_source
 from selfsup.evaluate.report import FIGURES_DIR, write_report
 from selfsup.evaluate.run import evaluate_run
@@ -396,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with StopRequests().installed():
             return COMMANDS[args.command](args)
     except SelfsupError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if not (is_secondary_rank() and isinstance(error, RunInterrupted)):  # rank 0 says it once
+            print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except Stop as stop:
         print(f"\nstopped by {stop.name}; every file written so far is complete", file=sys.stderr)

@@ -132,6 +132,10 @@ class TrainConfig:
     # Also a checkpoint every this many optimiser steps (0: only at epoch ends); a run killed
     # (even with SIGKILL) and resumed continues from the last one exactly as it would have.
     checkpoint_every_n_steps: NonNegativeInt = 0
+    # Deterministic kernels (torch.use_deterministic_algorithms, via Lightning): the same run gives
+    # the same weights on GPUs too; slower. On CPUs runs are repeatable without it at a fixed
+    # thread count (OMP_NUM_THREADS).
+    deterministic: bool = False
     # Label-free monitors (RankMe, alpha-ReQ, alignment/uniformity, std; online kNN/linear when the
     # data has labels) on a fixed subset of the train set; see docs/monitoring.md.
     monitor_every_n_epochs: PositiveInt = 5

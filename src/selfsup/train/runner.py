@@ -425,6 +425,7 @@ def _fit(
         sync_batchnorm=on_gpu,  # BatchNorm statistics over the global batch (no effect on one process)
         enable_checkpointing=True,  # AtomicCheckpoint is the only checkpoint callback
         use_distributed_sampler=False,  # EpochBatchSampler splits every global batch itself
+        deterministic=cfg.deterministic or None,
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
         log_every_n_steps=1,
