@@ -234,6 +234,11 @@ def test_images_of_a_run_whose_data_is_gone_are_taken_as_uint8(runs: dict[str, P
     config = yaml.safe_load((moved / "config.yaml").read_text())
     config["data"]["name"] = f"arrays:{tmp_path / 'gone.npy'}"
     (moved / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert load_encoder(moved).input_dtype == "float32"  # the checkpoint records it: no data needed
+    last = moved / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)
+    del checkpoint["selfsup"]["input_dtype"]  # as checkpoints before format 2 were
+    torch.save(checkpoint, last)
     with pytest.warns(UserWarning, match="cannot be read to tell its dtype"):
         assert load_encoder(moved).input_dtype == "uint8"
     assert load_encoder(moved, input_dtype="float32").input_dtype == "float32"  # chosen: no guess, no warning

@@ -169,7 +169,9 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any], ignore: t
         if key in ignore:
             return
         if isinstance(a, dict) and isinstance(b, dict):
-            for k in dict.fromkeys([*a, *b]):
+            # Only settings both know: a knob added by a later version has its default, which the
+            # run never had a say in (a component's name is compared, so a new method is seen).
+            for k in [k for k in a if k in b]:
                 walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
         elif a != b:
             out.append(f"{key}: {a!r} -> {b!r}")

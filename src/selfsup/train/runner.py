@@ -243,8 +243,10 @@ def _secondary(
     from the command line, so it resolves the same config from it and rank 0 alone checks and
     keeps the run directory (a refusal there ends the whole launch).
     """
-    inherited = os.environ.get(_RUN_DIR_ENV)
-    if inherited:
+    # Rank 0 marks its decisions with its process id: only the processes it launched follow them
+    # (not, say, the processes of a later torchrun started from the same environment).
+    owner, _, inherited = os.environ.get(_RUN_DIR_ENV, "").partition(":")
+    if inherited and owner == str(os.getppid()):
         run_dir, resume = Path(inherited), os.environ.get(_RESUME_ENV) == "1"
         config = load_run_config(run_dir)
     elif resume:
@@ -437,10 +439,11 @@ def _fit(
     primary = not is_secondary_rank()
     if primary:
         write_metrics(run_dir, {"status": f"running (session {logger.session}, process {os.getpid()})"})
-        os.environ[_RUN_DIR_ENV], os.environ[_RESUME_ENV] = str(run_dir), "1" if ckpt is not None else "0"
+        os.environ[_RUN_DIR_ENV] = f"{os.getpid()}:{run_dir}"
+        os.environ[_RESUME_ENV] = "1" if ckpt is not None else "0"
     start = time.perf_counter()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _launch_env_cleared():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
             # The monitors measure the same samples with the same weights on every process.
@@ -506,6 +509,16 @@ def _fit(
     else:
         write_training_plot(run_dir, metrics, method=method, data=train)
     return RunResult(run_dir, method, data, metrics)
+
+
+@contextlib.contextmanager
+def _launch_env_cleared() -> Any:
+    """Rank 0's decisions stay in the environment only while its fit may launch processes."""
+    try:
+        yield
+    finally:
+        for name in (_RUN_DIR_ENV, _RESUME_ENV):
+            os.environ.pop(name, None)
 
 
 def _continue(run_dir: Path) -> str:
