@@ -45,6 +45,7 @@ from selfsup.train.callbacks import AtomicCheckpoint, EmbeddingMonitor, History
 from selfsup.train.monitors import CollapseAlarm, check_thresholds
 from selfsup.train.logs import AppendingCSVLogger
 from selfsup.train.module import PretrainModule
+from selfsup.train.precision import precision_warning
 from selfsup.train.signals import SIGNAL_NAMES, Stop, StopAtStepBoundary, StopRequests, requeue_slurm_job
 from selfsup.views import VIEWS, create_views
 
@@ -325,6 +326,9 @@ def _train(
     config = resolve_config(config)  # names and params checked before any data is read
     cfg = config.train
     _check_hardware(cfg)
+    slow = precision_warning(cfg.precision, cfg.accelerator)
+    if slow is not None and not is_secondary_rank():
+        print(f"warning: {slow}", file=sys.stderr)
     data = load_dataset(config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params)
     train = data.train
     config = resolve_config(config, train.modality)
