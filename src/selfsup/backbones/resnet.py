@@ -58,9 +58,17 @@ class ResNetConfig:
 
 
 class ResNet(nn.Module):
-    """Small-image ResNet. ``x: [N, C, H, W] -> [N, widths[-1]]`` (global average pooled)."""
+    """Small-image ResNet. ``x: [N, C, H, W] -> [N, widths[-1]]`` (global average pooled).
+
+    ``memory_format``: the layout the convolutions run in. ``forward`` turns its input into it
+    (a no-op when it already is), so the activations and their gradients keep it throughout:
+    channels-last (NHWC) is what oneDNN's CPU kernels and cuDNN's tensor cores prefer
+    (benchmarks/results/throughput.md measures it). The weights keep their layout: converting
+    them too bought nothing measurable on CPU. Set ``torch.contiguous_format`` on an instance for NCHW.
+    """
 
     Config = ResNetConfig
+    memory_format: torch.memory_format = torch.channels_last
 
     def __init__(self, input_shape: tuple[int, ...], config: ResNetConfig) -> None:
         super().__init__()
@@ -88,6 +96,7 @@ class ResNet(nn.Module):
         self.embed_dim = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=self.memory_format)
         features = self.stages(self.stem(x))  # [N, D, h, w]
         return features.mean(dim=(2, 3))
 

@@ -114,7 +114,9 @@ class PretrainModule(L.LightningModule):
             return None  # every sample of this batch was unreadable (and skipped)
         x = self.modality.view_input(batch)
         ctx = self.context(self.global_step, batch, x.device)
-        with torch.no_grad():
+        # Views in float32 whatever the run's precision: under bf16 autocast the blur, the hue
+        # rotation and the crops' sampling grid would run in bf16 (less exact, and slow on CPUs).
+        with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
             shared = {"shared_generator": self.shared_generator(x.device)} if getattr(self.views, "shared_randomness", False) else {}
             views = self.views(x, ctx.generator, self.method.num_global_views, self.method.num_local_views, **shared)
         if self.method.requires_labels:
