@@ -80,20 +80,14 @@ class PretrainModule(L.LightningModule):
     def view_generator(self, device: torch.device) -> torch.Generator:
         """The seeded generator for the views and masks, created on the batch's device (one per rank)."""
         if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(self.train_config.seed * 1000 + self.global_rank)
-            if self._generator_state is not None:
-                self._generator.set_state(self._generator_state)
+            self._generator = _generator_on(device, self.train_config.seed * 1000 + self.global_rank, self._generator_state)
         return self._generator
 
     def shared_generator(self, device: torch.device) -> torch.Generator:
         """A generator in the same state on every process, for draws that must agree across the
         global batch (TS2Vec's crop lengths); saved in checkpoints like the per-process one."""
         if self._shared is None or self._shared.device != device:
-            self._shared = torch.Generator(device=device)
-            self._shared.manual_seed(self.train_config.seed * 1000 + 997)
-            if self._shared_state is not None:
-                self._shared.set_state(self._shared_state)
+            self._shared = _generator_on(device, self.train_config.seed * 1000 + 997, self._shared_state)
         return self._shared
 
     def context(self, step: int, batch: Batch | None = None, device: torch.device | None = None) -> StepContext:
@@ -202,6 +196,15 @@ class PretrainModule(L.LightningModule):
                 self.sampler.resume_at(order["epoch"], order["batches_done"])
         if "random_states" in checkpoint:
             set_random_states(checkpoint["random_states"])
+
+
+def _generator_on(device: torch.device, seed: int, state: torch.Tensor | None) -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed``, or in ``state`` (a checkpoint's) when given."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    if state is not None:
+        generator.set_state(state)
+    return generator
 
 
 def random_states() -> dict[str, Any]:

@@ -42,7 +42,7 @@ from selfsup.rundir import (  # noqa: F401  (re-exported: the run directory's AP
     config_differences, input_statistics, load_run, load_run_config, read_checkpoint, write_metrics,
 )
 from selfsup.train.callbacks import AtomicCheckpoint, EmbeddingMonitor, History
-from selfsup.train.monitors import CollapseAlarm, check_thresholds
+from selfsup.train.monitors import CollapseAlarm
 from selfsup.train.logs import AppendingCSVLogger
 from selfsup.train.module import PretrainModule
 from selfsup.train.precision import precision_warning
@@ -338,7 +338,6 @@ def _train(
             f"batch size {cfg.batch_size} is larger than the training set of {train.name} "
             f"({len(train)} samples); pass --batch-size {_largest_power_of_two(len(train))} or smaller"
         )
-    check_thresholds(cfg.collapse_rank_fraction, cfg.collapse_std_threshold)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # An unreadable file met here already stops the run (or is skipped), before training starts.
