@@ -539,10 +539,9 @@ def _interrupted(stop: Stop, run_dir: Path, trainer: L.Trainer, history: History
         saved = f"the last checkpoint is kept ({last})" if last else "no checkpoint had been written yet"
     history.flush()
     status = f"interrupted {where} by {stop.name}"
-    if stop.signum == getattr(signal, "SIGUSR1", None):
-        outcome = requeue_slurm_job()
-        status = f"{status}; {outcome}"
-    if trainer.is_global_zero:
+    if trainer.is_global_zero:  # rank 0 alone requeues the job (once) and records the stop
+        if stop.signum == getattr(signal, "SIGUSR1", None):
+            status = f"{status}; {requeue_slurm_job()}"
         write_metrics(run_dir, {
             "status": status, "steps": trainer.global_step, "history": history.steps, "monitors": monitor.records,
             "collapse": alarm.report(),
