@@ -44,7 +44,8 @@ try:
 except ImportError:  # pragma: no cover - benchmark-only dependency
     sys.exit("benchmarks/memory.py needs psutil: pip install psutil")
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, code_version  # benchmarks/ is on sys.path when a script here runs
+
 RESULTS = ROOT / "benchmarks" / "results"
 JSONL = RESULTS / "memory.jsonl"
 TABLE = RESULTS / "memory.md"
@@ -264,18 +265,6 @@ def save_row(row: dict, args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     JSONL.write_text("".join(json.dumps(r) + "\n" for r in rows))
     write_table(rows)
-
-
-def code_version() -> str:
-    """The checkout's commit, with ``+changes`` when src/ differs from it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+changes" if dirty else "")
 
 
 def read_rows() -> list[dict]:

@@ -80,7 +80,8 @@ try:  # the lightly child runs this file in lightly's interpreter, where selfsup
 except ImportError:
     L = None
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, code_version  # benchmarks/ is on sys.path when a script here runs
+
 RESULTS = ROOT / "benchmarks" / "results"
 JSONL = RESULTS / "throughput.jsonl"
 TABLE = RESULTS / "throughput.md"
@@ -429,18 +430,6 @@ def roof_row(args: argparse.Namespace) -> dict[str, Any]:
     print(f"matmul roof ({args.threads} threads): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in roof.items()))
     return {"name": "matmul roof", "kind": "roof", "threads": args.threads, "round": args.round, "roof": roof,
             "budget": budget(args), "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": os.getloadavg()[0]}
-
-
-def code_version() -> str:
-    """The checkout's commit, with ``+changes`` when src/ differs from it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+changes" if dirty else "")
 
 
 def _key(row: dict[str, Any]) -> tuple[str, int, int]:
