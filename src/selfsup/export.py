@@ -52,14 +52,13 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn as nn
 
-from selfsup.backbones import create_backbone
 from selfsup.config import RunConfig
 from selfsup.core.io import write_atomic
 from selfsup.data import load_dataset
 from selfsup.data.loader import iterate
 from selfsup.errors import ConfigError, DataError, SelfsupError
 from selfsup.methods.base import Encoder
-from selfsup.rundir import load_run
+from selfsup.rundir import build_encoder, load_run
 
 FORMATS = {"onnx": ".onnx", "safetensors": ".safetensors", "torchscript": ".pt"}  # format -> file suffix
 EXPORT_DIR = "export"  # the default output folder inside the run directory
@@ -191,8 +190,7 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> nn.Mo
     input_shape = tuple(contract_input["shape"][1:])
     standardization = contract["standardization"]
     placeholder = torch.zeros(standardization["stat_shape"])
-    backbone = create_backbone(config.backbone.name, input_shape, **config.backbone.params)
-    encoder = Encoder(backbone, placeholder, placeholder + 1, input_shape, contract.get("modality"))
+    encoder = build_encoder(config, input_shape, placeholder, placeholder + 1, contract.get("modality"))
     try:
         state = safetensors_torch.load_file(str(path))
     except Exception as error:  # a truncated or foreign file

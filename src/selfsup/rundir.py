@@ -65,9 +65,16 @@ def build_method(
     config: RunConfig, input_shape: tuple[int, ...], mean: torch.Tensor, std: torch.Tensor, modality: str | None = None,
 ) -> Method:
     """Backbone -> encoder (the modality's standardisation) -> method, as ``config`` says."""
-    backbone = create_backbone(config.backbone.name, tuple(input_shape), **config.backbone.params)
-    encoder = Encoder(backbone, mean, std, input_shape, modality)
+    encoder = build_encoder(config, input_shape, mean, std, modality)
     return create_method(config.method.name, encoder, **config.method.params)
+
+
+def build_encoder(
+    config: RunConfig, input_shape: tuple[int, ...], mean: torch.Tensor, std: torch.Tensor, modality: str | None = None,
+) -> Encoder:
+    """The config's backbone behind the modality's standardisation (``mean``, ``std``)."""
+    backbone = create_backbone(config.backbone.name, tuple(input_shape), **config.backbone.params)
+    return Encoder(backbone, mean, std, input_shape, modality)
 
 
 def _strict_json(value: Any) -> Any:
