@@ -139,6 +139,14 @@ class Method(nn.Module):
       views are ``auto``;
     - ``run_defaults``: settings of the published protocol applied under the user's, in the
       Python API as on the command line;
+    - ``probe_pooling``: how the representation is pooled for the frozen-feature probes, fine-tuning
+      and the exported encoder: ``"mean"`` (average over the patch or time tokens), ``"cls"`` (the
+      CLS output), ``None`` (the backbone's configured ``pool``); applied to a backbone with a
+      ``pool`` setting that the user left unset (:func:`selfsup.rundir.method_backbone_params`);
+    - ``linear_probe_batch_norm``: the linear probe puts a BatchNorm without affine parameters in
+      front of the linear layer (MAE's probe) when ``eval.linear_batch_norm`` is ``auto``;
+    - ``headline_protocol``: the protocol reported first (``"linear"`` or ``"finetune"``); with
+      ``"finetune"`` fine-tuning runs beside the probes when ``eval.finetune`` is ``auto``;
     - ``training_step(views, ctx)``: the loss of one step, with a :class:`StepContext`;
     - ``before_optimizer_step(ctx)``: gradients are ready, the step has not happened (DINO
       freezes its last layer, SwAV its prototypes, early in training);
@@ -156,6 +164,10 @@ class Method(nn.Module):
     # Settings of the published protocol, applied under the user's (a value left at the library
     # default counts as not given): a partial RunConfig dict ({"train": {"batch_size": 8}}).
     run_defaults: ClassVar[dict[str, Any]] = {}
+    # Evaluation that fits the method (see docs/evaluation.md, "Probing masked models").
+    probe_pooling: ClassVar[str | None] = None  # "mean", "cls" or None (the backbone's pool)
+    linear_probe_batch_norm: ClassVar[bool] = False
+    headline_protocol: ClassVar[str] = "linear"  # "linear" or "finetune"
     paper: ClassVar[str] = ""
 
     @property
