@@ -166,13 +166,24 @@ class EvalConfig:
     """What ``selfsup evaluate`` (and the evaluation after training) runs by default.
 
     ``probes`` on frozen features (knn, linear, svm, fewshot, retrieval); ``finetune``: also
-    fine-tune a copy of the encoder; ``risk``: also the risk decomposition of the linear probe.
+    fine-tune a copy of the encoder; ``risk``: also the risk decomposition of the linear probe;
+    ``linear_batch_norm``: the linear probe as MAE's, a BatchNorm without affine parameters in
+    front of a linear layer trained by mini-batch SGD (docs/evaluation.md). ``"auto"`` (finetune,
+    linear_batch_norm): as the method declares (``Method.headline_protocol == "finetune"``,
+    ``Method.linear_probe_batch_norm``).
     """
 
     after_training: bool = True
     probes: tuple[str, ...] = ("knn", "linear")
-    finetune: bool = False
+    finetune: bool | str = "auto"
     risk: bool = False
+    linear_batch_norm: bool | str = "auto"
+
+    def __post_init__(self) -> None:
+        for key in ("finetune", "linear_batch_norm"):
+            value = getattr(self, key)
+            if value != "auto" and not isinstance(value, bool):
+                raise ConfigError(f"config.eval.{key} must be auto, true or false; got {value!r}")
 
 
 COMPONENTS = ("data", "backbone", "method", "views")  # sections chosen by name, with params

@@ -17,22 +17,24 @@ read a run without importing each other.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import typing
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-from selfsup.backbones import create_backbone
-from selfsup.config import RunConfig
+from selfsup.backbones import BACKBONES, create_backbone
+from selfsup.config import OneOf, RunConfig
 from selfsup.core.io import write_atomic
 from selfsup.data.base import SampleSource
 from selfsup.data.loader import iterate
 from selfsup.data.modalities import get_modality
 from selfsup.errors import ConfigError, DataError
-from selfsup.methods import create_method
+from selfsup.methods import METHODS, create_method
 from selfsup.methods.base import Encoder, Method
 
 CONFIG_FILE = "config.yaml"
@@ -72,9 +74,49 @@ def build_method(
 def build_encoder(
     config: RunConfig, input_shape: tuple[int, ...], mean: torch.Tensor, std: torch.Tensor, modality: str | None = None,
 ) -> Encoder:
-    """The config's backbone behind the modality's standardisation (``mean``, ``std``)."""
-    backbone = create_backbone(config.backbone.name, tuple(input_shape), **config.backbone.params)
+    """The config's backbone behind the modality's standardisation (``mean``, ``std``), pooled as
+    the method declares where the config leaves the backbone's ``pool`` unset (a run's resolved
+    config has it written out, so a reloaded run keeps the pooling it was trained with)."""
+    params = config.backbone.params
+    if config.method.name in METHODS:
+        params = method_backbone_params(METHODS.get(config.method.name), config.backbone.name, params)
+    backbone = create_backbone(config.backbone.name, tuple(input_shape), **params)
     return Encoder(backbone, mean, std, input_shape, modality)
+
+
+POOLINGS = ("mean", "cls")  # the values of Method.probe_pooling besides None
+
+
+def method_backbone_params(method: type[Method], backbone: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` of ``backbone`` with ``method.probe_pooling`` filled in, where it applies.
+
+    The declaration is used when the backbone's config has a ``pool`` setting, the user did not
+    give one (``"pool"`` not in ``params``) and the backbone's pool offers the declared value
+    (a series backbone offers "mean" and "max", no "cls": it keeps its own). For ``"cls"`` on a
+    backbone with a ``cls_token`` switch the switch is turned on, unless the user turned it off,
+    in which case the backbone keeps its own pool. ``None`` leaves ``params`` as they are.
+    """
+    pooling = method.probe_pooling
+    name = getattr(method, "registered_name", method.__name__)
+    if pooling is not None and pooling not in POOLINGS:
+        raise ConfigError(f"method {name!r} declares probe_pooling={pooling!r}; it must be 'mean', 'cls' or None")
+    factory = BACKBONES.get(backbone) if backbone in BACKBONES else None
+    config_cls = getattr(factory, "Config", None)
+    if pooling is None or "pool" in params or config_cls is None or not dataclasses.is_dataclass(config_cls):
+        return dict(params)
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    if "pool" not in fields:
+        return dict(params)
+    hint = typing.get_type_hints(config_cls, include_extras=True)["pool"]
+    choices = [c for meta in getattr(hint, "__metadata__", ()) if isinstance(meta, OneOf) for c in meta.choices]
+    if choices and pooling not in choices:
+        return dict(params)
+    out = {**params, "pool": pooling}
+    if pooling == "cls" and "cls_token" in fields:
+        if "cls_token" in params and not params["cls_token"]:
+            return dict(params)  # the user's cls_token=false wins: no CLS output to pool
+        out["cls_token"] = True
+    return out
 
 
 def _strict_json(value: Any) -> Any:

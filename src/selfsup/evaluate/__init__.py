@@ -13,7 +13,7 @@ from __future__ import annotations
 from selfsup.evaluate.fewshot import draw_labelled_subset, fewshot_probe
 from selfsup.evaluate.finetune import finetune_evaluate
 from selfsup.evaluate.knn import knn_evaluate, knn_predict
-from selfsup.evaluate.linear import linear_probe
+from selfsup.evaluate.linear import linear_probe, sgd_linear_probe
 from selfsup.evaluate.rankme import rankme, singular_values
 from selfsup.evaluate.results import PROBES, ProbeResult, evaluate_features, format_table, stratified_split
 from selfsup.evaluate.retrieval import average_precision_at_r, retrieval_map_at_r
@@ -34,6 +34,7 @@ __all__ = [
     "rankme",
     "retrieval_map_at_r",
     "risk_decomposition",
+    "sgd_linear_probe",
     "singular_values",
     "stratified_split",
 ]

@@ -569,8 +569,18 @@ def _evaluation_html(metrics: dict[str, Any], labeled: bool) -> str:
         chosen_html = f"<details><summary>{summary}</summary><ul>{rows}</ul></details>"
     return (
         f"{head}<p>On <b>{html.escape(str(evaluation.get('data', '')))}</b>: {note}.</p>"
-        f"{tables}<p class='small'>{explain}</p>{chosen_html}</section>"
+        f"{_headline_html(evaluation)}{tables}<p class='small'>{explain}</p>{chosen_html}</section>"
     )
+
+
+def _headline_html(evaluation: dict[str, Any]) -> str:
+    """The method's headline protocol (its column comes first in the table) and its values."""
+    headline = evaluation.get("headline") or {}
+    protocol, values = headline.get("protocol"), headline.get("results") or {}
+    if not protocol or not values:
+        return ""
+    cells = ", ".join(f"{html.escape(str(name))} <b>{html.escape(format_cell(protocol, v))}</b>" for name, v in values.items())
+    return f"<p>Headline ({html.escape(_column_title(protocol))}): {cells}.</p>"
 
 
 def _results_table(results: dict[str, dict[str, Any]], title: str, columns: list[str]) -> str:

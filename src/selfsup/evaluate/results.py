@@ -27,9 +27,11 @@ from selfsup.evaluate.svm import svm_protocol
 # ----------------------------------------------------------------------------------------------
 
 
-def probe_runners() -> dict[str, Any]:
-    """Probe name -> function ``(train_x, train_y, test_x, test_y, seed=) -> ProbeResult``."""
-    runners: dict[str, Any] = {"knn": knn_evaluate, "linear": linear_probe, "svm": svm_protocol}
+def probe_runners(linear_batch_norm: bool = False) -> dict[str, Any]:
+    """Probe name -> function ``(train_x, train_y, test_x, test_y, seed=) -> ProbeResult``;
+    ``linear_batch_norm``: the linear probe is MAE's (BatchNorm without affine parameters, SGD)."""
+    linear = functools.partial(linear_probe, batch_norm=True) if linear_batch_norm else linear_probe
+    runners: dict[str, Any] = {"knn": knn_evaluate, "linear": linear, "svm": svm_protocol}
     # A shot count larger than a small class is left out (and listed) rather than stopping a run's evaluation.
     runners["fewshot"] = functools.partial(fewshot_probe, skip_infeasible_shots=True)
     runners["retrieval"] = retrieval_map_at_r
@@ -54,6 +56,7 @@ def evaluate_features(
     test_y: ArrayLike,
     probes: tuple[str, ...] | list[str] = PROBES,
     seed: int = 0,
+    linear_batch_norm: bool = False,
 ) -> dict[str, ProbeResult]:
     """Run the named probes on frozen features, each with its default hyperparameter grid.
 
@@ -68,6 +71,10 @@ def evaluate_features(
             10% and k-shot label subsets, :func:`selfsup.evaluate.fewshot.fewshot_probe`) and
             ``"retrieval"`` (mAP@R, :func:`selfsup.evaluate.retrieval.retrieval_map_at_r`).
         seed: seed of the held-out validation split of train.
+        linear_batch_norm: the ``"linear"`` probe puts a BatchNorm without affine parameters in
+            front of a linear layer trained by mini-batch SGD, as MAE's
+            (:func:`selfsup.evaluate.linear.sgd_linear_probe`); the few-label and risk probes
+            keep the L-BFGS probe.
 
     Returns:
         ``{probe name: ProbeResult}`` in the order of ``probes``.
@@ -76,7 +83,7 @@ def evaluate_features(
         ConfigError: for an unknown probe name.
         DataError: for malformed inputs (see the individual probes).
     """
-    runners = probe_runners()
+    runners = probe_runners(linear_batch_norm)
     if isinstance(probes, str):
         probes = (probes,)
     check_probe_names(probes)

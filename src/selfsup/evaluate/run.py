@@ -15,6 +15,7 @@ import torch
 from selfsup.config import RunConfig
 from selfsup.data import DatasetSplits, SampleSource, load_dataset
 from selfsup.data.loader import iterate, materialize
+from selfsup.errors import ConfigError
 from selfsup.evaluate.common import stratified_split
 from selfsup.evaluate.embed import embed_source
 from selfsup.evaluate.finetune import finetune_evaluate as finetune_encoder
@@ -79,6 +80,40 @@ def _evaluation_tables(results: dict[str, dict[str, Any]]) -> str:
     return "\n\n".join(tables)
 
 
+HEADLINE_PROTOCOLS = ("linear", "finetune")  # the values of Method.headline_protocol
+
+
+def evaluation_choices(
+    method: Method, config: RunConfig, finetune: bool | None = None, linear_batch_norm: bool | None = None,
+) -> tuple[bool, bool, str]:
+    """``(finetune, linear_batch_norm, headline)`` of an evaluation: the caller's choice, else the
+    run's ``eval`` settings, where ``"auto"`` means what the method declares (fine-tuning when its
+    ``headline_protocol`` is ``"finetune"``; its ``linear_probe_batch_norm``)."""
+    cls = type(method)
+    headline = cls.headline_protocol
+    if headline not in HEADLINE_PROTOCOLS:
+        name = getattr(cls, "registered_name", cls.__name__)
+        raise ConfigError(f"method {name!r} declares headline_protocol={headline!r}; it must be 'linear' or 'finetune'")
+    if finetune is None:
+        finetune = headline == "finetune" if config.eval.finetune == "auto" else bool(config.eval.finetune)
+    if linear_batch_norm is None:
+        setting = config.eval.linear_batch_norm
+        linear_batch_norm = bool(cls.linear_probe_batch_norm) if setting == "auto" else bool(setting)
+    return bool(finetune), bool(linear_batch_norm), headline
+
+
+def headline_first(results: dict[str, dict[str, Any]], declared: str) -> str | None:
+    """Put the headline column first in every row (in place) and return it: the ``declared``
+    protocol when the table has it, else the linear probe's, else none."""
+    columns = {c for row in results.values() for c in row}
+    headline = declared if declared in columns else "linear" if "linear" in columns else None
+    if headline is not None:
+        for name, row in results.items():
+            if headline in row:
+                results[name] = {headline: row[headline], **{c: v for c, v in row.items() if c != headline}}
+    return headline
+
+
 def _add_finetune_and_risk(
     encoders: dict[str, torch.nn.Module],
     train: SampleSource,
@@ -140,6 +175,7 @@ def evaluate_run(
     data: DatasetSplits | None = None,
     finetune: bool | None = None,
     risk: bool | None = None,
+    linear_batch_norm: bool | None = None,
 ) -> dict[str, Any]:
     """Probe the run's encoder and both baselines; store the results in ``metrics.json``.
 
@@ -155,7 +191,15 @@ def evaluate_run(
         risk: also report the risk decomposition of Dubois et al. 2023
             (:func:`selfsup.evaluate.risk.risk_decomposition`) for every row; its approximation
             term is the random-init fine-tune's training error when ``finetune`` is on, else 0.
-            ``None`` (both): as the run's ``eval.finetune`` / ``eval.risk`` say.
+        linear_batch_norm: the linear probe with a BatchNorm without affine parameters, trained by
+            SGD (MAE's; :func:`selfsup.evaluate.linear.sgd_linear_probe`).
+            ``None`` (all three): as the run's ``eval.finetune`` / ``eval.risk`` /
+            ``eval.linear_batch_norm`` say; ``"auto"`` there means the method's declarations
+            (``headline_protocol == "finetune"`` turns fine-tuning on; ``linear_probe_batch_norm``).
+
+    The method's ``headline_protocol`` column comes first in every row, and ``evaluation.headline``
+    in ``metrics.json`` names it with its values (the linear probe when the declared protocol did
+    not run).
 
     Returns:
         the whole metrics record, with ``evaluation`` filled in.
@@ -170,7 +214,7 @@ def evaluate_run(
     check_same_shape(method, data.train, "evaluate")
     probes = tuple(probes or config.eval.probes)
     check_probe_names(probes)  # the run's own eval.probes too, before any embedding
-    finetune = config.eval.finetune if finetune is None else finetune
+    finetune, linear_batch_norm, declared = evaluation_choices(method, config, finetune, linear_batch_norm)
     risk = config.eval.risk if risk is None else risk
 
     train, test = data.train, data.test
@@ -209,7 +253,10 @@ def evaluate_run(
         # Labels of the samples that were read (an unreadable file skipped is skipped everywhere).
         labels = (_labels_at(train, indices[0]), _labels_at(test, indices[1]))
         for name, (train_z, test_z) in features.items():
-            probe_results = evaluate_features(train_z, labels[0], test_z, labels[1], probes=probes, seed=config.train.seed)
+            probe_results = evaluate_features(
+                train_z, labels[0], test_z, labels[1], probes=probes, seed=config.train.seed,
+                linear_batch_norm=linear_batch_norm,
+            )
             results[name] = {col: v for r in probe_results.values() for col, v in r.table_cells().items()}
             chosen[name] = {probe: r.chosen for probe, r in probe_results.items()}
             details[name] = {p: r.details for p, r in probe_results.items() if p in ("fewshot", "retrieval")}
@@ -221,6 +268,11 @@ def evaluate_run(
                 encoders, train, test, features, labels, results, chosen, details, config.train.seed, finetune, risk,
                 pretrained_on_train=data_spec in (None, config.data.name) and data.test is not None,
             )
+        if linear_batch_norm and "linear" in probes:
+            note += "; linear probe: BatchNorm without affine parameters + SGD (MAE's), lr chosen on a split of train"
+    headline = headline_first(results, declared)
+    if headline == "finetune" and declared == "finetune":
+        note += "; fine-tuning first: the method's headline protocol, as its paper reports it"
 
     record = write_metrics(
         run_dir,
@@ -230,6 +282,10 @@ def evaluate_run(
                 "results": results,
                 "chosen": chosen,
                 "note": note,
+                **({"headline": {
+                    "protocol": headline,
+                    "results": {name: row[headline] for name, row in results.items() if headline in row},
+                }} if headline is not None else {}),
                 **({"details": details} if any(details.values()) else {}),
             }
         },

@@ -39,7 +39,8 @@ from selfsup.methods import METHODS
 from selfsup.methods.base import Method
 from selfsup.rundir import (  # noqa: F401  (re-exported: the run directory's API as before)
     CHECKPOINT, CONFIG_FILE, FORMAT_VERSION, METRICS_FILE, build_method, checkpoint_config, checkpoint_path,
-    config_differences, input_statistics, load_run, load_run_config, read_checkpoint, write_metrics,
+    config_differences, input_statistics, load_run, load_run_config, method_backbone_params, read_checkpoint,
+    write_metrics,
 )
 from selfsup.train.callbacks import AtomicCheckpoint, EmbeddingMonitor, History
 from selfsup.train.monitors import CollapseAlarm
@@ -96,12 +97,14 @@ def resolve_config(config: RunConfig, modality: str | None = None) -> RunConfig:
     """
     out = RunConfig.from_dict(config.to_dict())
     out.data = ComponentConfig(config.data.name, to_plain(data_options(config.data.params)))
-    if config.backbone.name != "auto":
-        out.backbone = _resolved(config.backbone, BACKBONES.get(config.backbone.name), "backbone")
-    elif modality is not None:
-        name = get_modality(modality).default_backbone
-        out.backbone = _resolved(ComponentConfig(name, config.backbone.params), BACKBONES.get(name), "backbone")
     method = METHODS.get(config.method.name)
+    # The method's probe_pooling fills a backbone pool the user left unset (written out from here on).
+    name = config.backbone.name if config.backbone.name != "auto" else None
+    if name is None and modality is not None:
+        name = get_modality(modality).default_backbone
+    if name is not None:
+        params = method_backbone_params(method, name, config.backbone.params)
+        out.backbone = _resolved(ComponentConfig(name, params), BACKBONES.get(name), "backbone")
     out.method = _resolved(config.method, method, "method")
     if modality is not None:
         if method.modalities is not None and modality not in method.modalities:
