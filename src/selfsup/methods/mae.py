@@ -1,0 +1,246 @@
+"""MAE: masked autoencoders.
+
+He, Chen, Xie, Li, Dollár, Girshick 2022, "Masked Autoencoders Are Scalable Vision Learners",
+CVPR 2022, arXiv 2111.06377. A random 75% of each sample's tokens is hidden; the encoder runs on
+the visible ones only; a light transformer decoder gets the encoded visible tokens back in place,
+a learned mask token at every hidden place and its own (fixed sin-cos) position embeddings, and
+predicts the values under every token with a linear layer. The loss is the mean squared error on
+the hidden tokens only, against each patch's own standardised values (``norm_pix_loss``).
+
+Images (ViT) and series (patch transformer) alike: the target is the backbone's ``patchify`` of
+the standardised input. In channel-independent series backbones each channel is a row of its own
+(``Tokens.groups``); one mask is drawn per sample and shared by its channels (pooling merges the
+channels token by token, so they must keep the same tokens); missing steps are left out of the loss.
+
+Also here, shared by the masked family: :class:`MaskedDecoder`, the views (``masked_crops``: the
+random resized crop and flip MAE trains with, series unchanged) and the mask drawing helpers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import torch
+import torch.nn as nn
+
+from selfsup.backbones.tokens import (
+    Tokens, TransformerBlock, attention_padding, init_transformer_weights, sincos_1d, sincos_2d,
+)
+from selfsup.config import PositiveFloat, PositiveInt, Range
+from selfsup.errors import ConfigError
+from selfsup.losses.masked import masked_patch_mse
+from selfsup.masking import TokenMask, random_token_mask, restore
+from selfsup.methods.base import Encoder, Method, StepContext, StepOutput, register_method, split_decay
+from selfsup.views import Views, register_views
+from selfsup.views.image import HorizontalFlip, RandomResizedCrop, random_resized_crop_and_flip
+
+MaskRatio = Annotated[float, Range(gt=0, lt=1)]  # hide something, keep something
+
+
+# ----------------------------------------------------------------------------- views
+
+
+@dataclass
+class MaskedCropsConfig:
+    """MAE's only augmentation: a random resized crop (area 20-100%) and a horizontal flip."""
+
+    crop: RandomResizedCrop = field(default_factory=lambda: RandomResizedCrop(scale=(0.2, 1.0)))
+    flip: HorizontalFlip = field(default_factory=HorizontalFlip)
+
+
+@register_views("masked_crops")
+class MaskedCrops:
+    """Light views for masked modelling: images ``[N, C, H, W]`` get one random resized crop and
+    flip per sample; other samples (series ``[N, C, T]``, vectors) are returned unchanged."""
+
+    Config = MaskedCropsConfig
+
+    def __init__(self, config: MaskedCropsConfig) -> None:
+        self.config = config
+
+    def __call__(
+        self, batch: torch.Tensor, generator: torch.Generator, num_views: int = 1, num_local_views: int = 0
+    ) -> Views:
+        if batch.shape[0] == 0:
+            raise ValueError(f"masked_crops views take non-empty batches; got shape {tuple(batch.shape)}")
+        if batch.ndim != 4:
+            return Views([batch.clone() for _ in range(num_views + num_local_views)])
+        crop, flip = self.config.crop, self.config.flip
+        return Views([random_resized_crop_and_flip(batch, crop, flip, generator) for _ in range(num_views + num_local_views)])
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def step_generator(ctx: StepContext, device: torch.device) -> torch.Generator:
+    """The run's generator; outside a run (``ctx.generator`` None) one seeded from the global RNG."""
+    if ctx.generator is not None:
+        return ctx.generator
+    return torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**62, (1,))))
+
+
+def sample_mask(tokens: Tokens, ratio: float, generator: torch.Generator) -> TokenMask:
+    """One random token mask per sample (:func:`random_token_mask`), repeated over the sample's
+    ``tokens.groups`` rows (its channels) -> ``TokenMask`` over the rows ``[N * groups, L]``."""
+    rows, L = tokens.x.shape[:2]
+    mask = random_token_mask(rows // tokens.groups, L, ratio, generator, device=tokens.x.device)
+    if tokens.groups == 1:
+        return mask
+    g = tokens.groups
+    return TokenMask(*(t.repeat_interleave(g, dim=0) for t in (mask.keep, mask.masked, mask.mask)))
+
+
+def merge_rows(backbone: nn.Module, x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Token rows ``[N * groups, L, D]`` -> one row per sample ``[N, L, D]``.
+
+    Channel-independent series backbones encode each channel as its own row and merge the
+    channels token by token before pooling (``channel_merge``); the masked methods predict from
+    the merged tokens, so the merge the exported representation uses is trained too.
+    """
+    if groups == 1:
+        return x
+    return backbone._merge_channels(x, groups)
+
+
+def merge_values(values: torch.Tensor, groups: int) -> torch.Tensor:
+    """Patch values of the rows ``[N * groups, L, P]`` -> per sample ``[N, L, groups * P]`` (channel-major)."""
+    if groups == 1:
+        return values
+    rows, L, P = values.shape
+    return values.view(rows // groups, groups, L, P).permute(0, 2, 1, 3).reshape(rows // groups, L, groups * P)
+
+
+def values_per_token(encoder: Encoder) -> int:
+    """``K``: the values under one token of a whole sample (all its rows): ``rows * P`` of ``patchify``."""
+    patches = encoder.backbone.patchify(torch.zeros(1, *encoder.input_shape))  # [rows, L, P]
+    return patches.shape[0] * patches.shape[-1]
+
+
+@dataclass
+class DecoderConfig:
+    """MAE's decoder, scaled down (the paper: width 512, 8 blocks, 16 heads for ViT-L)."""
+
+    dim: PositiveInt = 64
+    depth: PositiveInt = 2
+    num_heads: PositiveInt = 4
+    mlp_ratio: PositiveFloat = 4.0
+
+    def __post_init__(self) -> None:
+        if self.dim % self.num_heads or self.dim % 2:
+            raise ValueError(f"decoder.dim ({self.dim}) must be even and divisible by decoder.num_heads ({self.num_heads})")
+
+
+class MaskedDecoder(nn.Module):
+    """MAE's light decoder: ``embed`` maps encoder features ``[..., D]`` to its width; ``forward``
+    adds fixed sin-cos position embeddings (2-D on a ViT's patch grid, 1-D along a series) to a
+    full sequence ``[N, L, Dd]`` (encoded tokens and mask tokens in place), runs its blocks and
+    predicts the ``K`` values under each token -> ``[N, L, K]``."""
+
+    def __init__(self, encoder: Encoder, config: DecoderConfig) -> None:
+        super().__init__()
+        backbone = encoder.backbone
+        D, Dd = encoder.embed_dim, config.dim
+        values = values_per_token(encoder)  # K
+        grid = getattr(backbone, "grid", None)
+        L = backbone.sequence_length
+        pos = sincos_2d(*grid, Dd) if grid is not None and Dd % 4 == 0 else sincos_1d(torch.arange(L), Dd)
+        self.register_buffer("pos_embed", pos, persistent=False)  # [L, Dd], fixed
+        self.embed = nn.Linear(D, Dd)
+        self.mask_token = nn.Parameter(torch.zeros(Dd))
+        self.blocks = nn.ModuleList(TransformerBlock(Dd, config.num_heads, config.mlp_ratio) for _ in range(config.depth))
+        self.norm = nn.LayerNorm(Dd)
+        self.pred = nn.Linear(Dd, values)
+        self.apply(init_transformer_weights)
+        nn.init.normal_(self.mask_token, std=0.02)  # as MAE
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [N, L, Dd]`` at ``positions [N, L]``; ``padding [N, L]`` (True = ignored) -> ``[N, L, K]``."""
+        x = x + self.pos_embed[positions].to(x.dtype)
+        key_padding = attention_padding(padding)
+        for block in self.blocks:
+            x = block(x, key_padding)
+        return self.pred(self.norm(x))
+
+
+def adamw_betas(groups: list[dict[str, Any]], betas: tuple[float, float]) -> list[dict[str, Any]]:
+    """The groups with AdamW's ``betas`` (MAE: (0.9, 0.95)); other optimisers ignore the key."""
+    return [{**group, "betas": betas} for group in groups]
+
+
+# ----------------------------------------------------------------------------- MAE
+
+
+@dataclass
+class MAEConfig:
+    """Attributes:
+    mask_ratio: share of each sample's tokens hidden from the encoder (0.75 in the paper).
+    norm_pix_loss: the target of each patch is its own standardised values (the paper's default).
+    decoder: width, depth, heads and MLP ratio of the light decoder.
+    """
+
+    mask_ratio: MaskRatio = 0.75
+    norm_pix_loss: bool = True
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+
+# The paper's recipe (AdamW, betas (0.9, 0.95), weight decay 0.05, base lr 1.5e-4 per 256 samples,
+# cosine after a warm-up), with a larger lr for short runs on small data (our choice).
+MAE_RUN_DEFAULTS: dict[str, Any] = {"train": {"optimizer": "adamw", "weight_decay": 0.05, "lr": 1e-3}}
+
+
+@register_method("mae")
+class MAE(Method):
+    Config = MAEConfig
+    paper = "He et al. 2022, arXiv 2111.06377"
+    modalities = frozenset({"image", "timeseries"})
+    requires = frozenset({"tokens"})
+    num_global_views = 1
+    default_views = "masked_crops"
+    run_defaults = MAE_RUN_DEFAULTS
+    probe_pooling = "mean"
+    linear_probe_batch_norm = True  # MAE's linear probe: a BatchNorm without affine before the linear layer
+    headline_protocol = "finetune"
+    betas = (0.9, 0.95)
+
+    def __init__(self, encoder: Encoder, config: MAEConfig) -> None:
+        super().__init__(encoder, config)
+        check_ratio_leaves_tokens("mae", config.mask_ratio, encoder.backbone.sequence_length)
+        self.decoder = MaskedDecoder(encoder, config.decoder)
+
+    def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
+        (x,) = views.global_views[:1]
+        tokens = self.encoder.tokenize(x)  # all L tokens, positions added: [N * g, L, D], g rows per sample
+        g, L = tokens.groups, tokens.x.shape[1]
+        mask = sample_mask(tokens, self.config.mask_ratio, step_generator(ctx, x.device))
+        visible = self.encoder.encode(tokens, keep=mask.keep)  # the encoder sees the kept tokens only
+        keep, hidden = mask.keep[::g], mask.mask[::g]  # per sample (its rows share the mask)
+        # The decoder's full sequence: encoded visible tokens back in place, the mask token elsewhere.
+        z = self.decoder.embed(merge_rows(self.encoder.backbone, visible.x, g))  # [N, L_keep, Dd]
+        full = restore(z, keep, L, self.decoder.mask_token)  # [N, L, Dd]
+        padding = None if tokens.padding is None else tokens.padding[::g]
+        pred = self.decoder(full, tokens.positions[::g], padding)  # [N, L, K]
+        target = merge_values(self.encoder.patchify(x), g)  # [N, L, K], standardised values (NaN = missing)
+        loss = masked_patch_mse(pred, target, hidden, self.config.norm_pix_loss)
+        embeddings = self.encoder.backbone.pool(visible).detach()  # [N, D], pooled visible tokens
+        return StepOutput(loss, {"mask_ratio": hidden.float().mean()}, embeddings)
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        return adamw_betas(split_decay(params, weight_decay), self.betas)
+
+
+def check_ratio_leaves_tokens(name: str, ratio: float, num_tokens: int) -> None:
+    """A ratio that hides every token (or none) of ``num_tokens`` is a one-line ConfigError."""
+    hidden = int(round(ratio * num_tokens))
+    if not 0 < hidden < num_tokens:
+        raise ConfigError(
+            f"method {name!r}: mask_ratio={ratio} hides {hidden} of the backbone's {num_tokens} tokens; "
+            f"choose a ratio that hides at least one and keeps at least one (e.g. 0.75)"
+        )
+
+
+__all__ = [
+    "MAE", "MAEConfig", "MaskedDecoder", "DecoderConfig", "MaskedCrops", "merge_rows", "merge_values", "sample_mask",
+    "step_generator", "values_per_token",
+]
