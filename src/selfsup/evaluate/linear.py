@@ -6,7 +6,7 @@ L-BFGS logistic regression, with the inverse regularisation strength C swept on 
 held out from the training data. Features are standardised with statistics of the fitting data only.
 
 With ``batch_norm=True`` the probe is MAE's instead (He et al. 2022, "Masked Autoencoders Are
-Scalable Vision Learners", arXiv 2111.06377, sec. A.1 and its ``main_linprobe.py``): a BatchNorm
+Scalable Vision Learners", arXiv 2111.06377, appendix A.1 and its ``main_linprobe.py``): a BatchNorm
 without affine parameters (``eps=1e-6``) in front of a linear layer, trained by mini-batch SGD
 with momentum and no weight decay (:func:`sgd_linear_probe`). The L-BFGS probe fits on the whole
 fitting set at once, so standardising with that set's fixed statistics is what a BatchNorm would do
@@ -239,9 +239,9 @@ def sgd_linear_probe(
     """MAE's linear probe: a linear layer on frozen features trained by mini-batch SGD, with (by
     default) a BatchNorm without affine parameters in front; the lr chosen on a held-out part of train.
 
-    He et al. 2022 (arXiv 2111.06377, sec. A.1): "we find it beneficial to normalize the
-    pre-trained features by adding an extra BatchNorm layer without affine transformation",
-    trained 90 epochs without weight decay. A stratified ``val_fraction`` of the TRAIN set is held
+    He et al. 2022 (arXiv 2111.06377, appendix A.1) normalise the pre-trained features with an
+    extra BatchNorm layer without affine transformation before the linear classifier, trained
+    90 epochs without weight decay. A stratified ``val_fraction`` of the TRAIN set is held
     out (seeded by ``seed``); for each lr in ``lrs`` a head is trained on the rest
     (:func:`train_linear_head`) and scored on the held-out part; the best lr (the first on ties) is
     retrained on all of train and scored once on test. ``epochs`` is raised so that a training takes
