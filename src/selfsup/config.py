@@ -136,6 +136,10 @@ class TrainConfig:
     # the same weights on GPUs too; slower. On CPUs runs are repeatable without it at a fixed
     # thread count (OMP_NUM_THREADS).
     deterministic: bool = False
+    # With several processes, BatchNorm normalises with the statistics of the global batch, as one
+    # process would (SyncBatchNorm on GPUs; on CPUs, where it does not run, selfsup's
+    # GlobalBatchNorm). false: each process uses its own share's statistics (faster, not equal).
+    sync_batchnorm: bool = True
     # Label-free monitors (RankMe, alpha-ReQ, alignment/uniformity, std; online kNN/linear when the
     # data has labels) on a fixed subset of the train set; see docs/monitoring.md.
     monitor_every_n_epochs: PositiveInt = 5

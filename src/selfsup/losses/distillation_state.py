@@ -51,12 +51,12 @@ class DINOCenter(nn.Module):
     @torch.no_grad()
     def forward(self, teacher_logits: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
         """Centred, sharpened teacher probabilities ``[N, K]`` (no gradient) of logits ``[N, K]``."""
-        return torch.softmax((teacher_logits.float() - self.center) / temperature, dim=-1)
+        return torch.softmax((teacher_logits.to(self.center.dtype) - self.center) / temperature, dim=-1)
 
     @torch.no_grad()
     def update(self, teacher_logits: torch.Tensor) -> None:
         """Move the centre towards the mean of ``teacher_logits [M, K]`` over every rank's batch."""
-        batch_mean = _all_reduce_mean(teacher_logits.detach().float().mean(dim=0))
+        batch_mean = _all_reduce_mean(teacher_logits.detach().to(self.center.dtype).mean(dim=0))
         self.center.mul_(self.momentum).add_(batch_mean, alpha=1.0 - self.momentum)
 
 
@@ -105,7 +105,7 @@ class PredictorCorrelation(nn.Module):
     @torch.no_grad()
     def update(self, features: torch.Tensor) -> None:
         """Fold in the batch ``features [n, D]`` (detached): ``E_B[f f^T] = f^T f / n``."""
-        f = features.detach().float()
+        f = features.detach().to(self.correlation.dtype)
         batch = _all_reduce_mean(f.T @ f / f.shape[0])
         self.correlation.mul_(self.rho).add_(batch, alpha=1.0 - self.rho)
 

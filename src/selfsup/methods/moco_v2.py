@@ -73,7 +73,9 @@ class MoCoV2(Method):
             + moco_loss(q[N:], k[:N], negatives, self.config.temperature)
         )
         with torch.no_grad():
-            self.queue.push(gather_with_grad(k))  # every rank's keys, so the queues stay identical
+            # Every rank's keys, so the queues stay identical; gathered per view, so the queue
+            # holds them in the order one process with the global batch would write them.
+            self.queue.push(torch.cat([gather_with_grad(k[:N]), gather_with_grad(k[N:])]))
         return StepOutput(loss, {}, h[:N].detach())
 
     def on_step_end(self, ctx: StepContext) -> None:

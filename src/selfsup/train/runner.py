@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 
 from selfsup.backbones import BACKBONES
 from selfsup.config import ComponentConfig, RunConfig, build_dataclass, to_plain
+from selfsup.core.distributed import convert_to_global_batchnorm
 from selfsup.core.io import check_output_dir, write_atomic
 from selfsup.core.lock import LOCK_FILE, RunLock, is_secondary_rank
 from selfsup.data import DatasetSplits, SampleSource, data_options, load_dataset
@@ -430,7 +431,7 @@ def _fit(
         logger=_loggers(run_dir, logger),
         default_root_dir=str(run_dir),
         plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
-        sync_batchnorm=on_gpu,  # BatchNorm statistics over the global batch (no effect on one process)
+        sync_batchnorm=on_gpu and cfg.sync_batchnorm,  # SyncBatchNorm: statistics of the global batch
         enable_checkpointing=True,  # AtomicCheckpoint is the only checkpoint callback
         use_distributed_sampler=False,  # EpochBatchSampler splits every global batch itself
         deterministic=cfg.deterministic or None,
@@ -441,6 +442,8 @@ def _fit(
     )
     # train.batch_size is the global batch: each of the processes takes an equal share of it.
     sampler.set_process(trainer.global_rank, trainer.world_size)
+    if trainer.world_size > 1 and cfg.sync_batchnorm and not on_gpu:
+        convert_to_global_batchnorm(method)  # nn.SyncBatchNorm does not run on CPUs
     ckpt = checkpoint_path(run_dir) if resume else None
     primary = not is_secondary_rank()
     if primary:
