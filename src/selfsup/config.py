@@ -140,6 +140,18 @@ class TrainConfig:
     # process would (SyncBatchNorm on GPUs; on CPUs, where it does not run, selfsup's
     # GlobalBatchNorm). false: each process uses its own share's statistics (faster, not equal).
     sync_batchnorm: bool = True
+    # torch.compile the backbone (nn.Module.compile: weights and checkpoints unchanged). The first
+    # steps pay the compilation; then 1.07-1.10x on this library's CPU benchmark
+    # (benchmarks/results/throughput.md). On CPUs it needs a C++ compiler.
+    compile: bool = False
+    # How several processes share the work: "auto" (DDP: every process holds the whole model) or
+    # "fsdp" (Fully Sharded Data Parallel, GPUs only: parameters, gradients and optimiser state
+    # sharded over the processes, for models too large to replicate).
+    strategy: Annotated[str, OneOf("auto", "ddp", "fsdp")] = "auto"
+    # Send the logged scalars to logs/metrics.csv every this many steps. On GPUs each logging step
+    # waits for the device; a larger value lets the host run ahead (the per-step loss curve in
+    # metrics.json is kept either way).
+    log_every_n_steps: PositiveInt = 1
     # Label-free monitors (RankMe, alpha-ReQ, alignment/uniformity, std; online kNN/linear when the
     # data has labels) on a fixed subset of the train set; see docs/monitoring.md.
     monitor_every_n_epochs: PositiveInt = 5

@@ -23,8 +23,10 @@ import torch
 import yaml
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.strategies import FSDPStrategy
 
 from selfsup.backbones import BACKBONES
+from selfsup.backbones.tokens import TransformerBlock
 from selfsup.config import ComponentConfig, RunConfig, build_dataclass, to_plain
 from selfsup.core.distributed import convert_to_global_batchnorm
 from selfsup.core.io import check_output_dir, write_atomic
@@ -427,6 +429,7 @@ def _fit(
         devices=_devices(cfg.devices),
         num_nodes=_num_nodes(),
         precision=_precision(cfg.precision),
+        strategy=_strategy(cfg.strategy),
         callbacks=all_callbacks,
         logger=_loggers(run_dir, logger),
         default_root_dir=str(run_dir),
@@ -437,13 +440,15 @@ def _fit(
         deterministic=cfg.deterministic or None,
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
-        log_every_n_steps=1,
+        log_every_n_steps=cfg.log_every_n_steps,
         num_sanity_val_steps=0,
     )
     # train.batch_size is the global batch: each of the processes takes an equal share of it.
     sampler.set_process(trainer.global_rank, trainer.world_size)
     if trainer.world_size > 1 and cfg.sync_batchnorm and not on_gpu:
         convert_to_global_batchnorm(method)  # nn.SyncBatchNorm does not run on CPUs
+    if cfg.compile:
+        method.encoder.backbone.compile()  # in place: the state dict's keys stay the same
     ckpt = checkpoint_path(run_dir) if resume else None
     primary = not is_secondary_rank()
     if primary:
@@ -506,6 +511,9 @@ def _fit(
             "collapse": collapse,
         },
     )
+    if isinstance(trainer.strategy, FSDPStrategy) and trainer.world_size > 1:
+        # Sharded weights: rank 0 evaluates the whole model, from the checkpoint just written.
+        _, method, _ = load_run(run_dir)
     method.eval()
     # A run stopped by the collapse alarm is not worth the probes' time.
     if not stopped and (evaluate if evaluate is not None else config.eval.after_training):
@@ -573,8 +581,27 @@ def _num_nodes() -> int:
     return 1
 
 
+def _strategy(name: str) -> Any:
+    """Lightning's strategy for ``train.strategy``. FSDP shards each transformer block on its own
+    (the unit that is all-gathered for its forward) and saves full, unsharded checkpoints, so a
+    run trained with FSDP is evaluated, exported and resumed like any other."""
+    if name == "fsdp":
+        return FSDPStrategy(auto_wrap_policy={TransformerBlock}, state_dict_type="full", use_orig_params=True)
+    return name
+
+
 def _check_hardware(cfg: Any) -> None:
-    """An accelerator the machine does not have is one line, before any data is read."""
+    """An accelerator, a compiler or a strategy the machine does not have is one line, before any data is read."""
+    if cfg.strategy == "fsdp" and (cfg.accelerator == "cpu" or not torch.cuda.is_available()):
+        raise ConfigError(
+            "train.strategy=fsdp shards the model over GPUs, and this run has none; use --set train.strategy=auto "
+            "(DDP: every process holds the whole model)"
+        )
+    if cfg.compile and (cfg.accelerator == "cpu" or not torch.cuda.is_available()) and not _cpp_compiler():
+        raise ConfigError(
+            "train.compile on a CPU needs a C++ compiler (torch.compile generates C++), and none was found "
+            "(g++, c++ or clang++ on PATH, or $CXX); install one (apt-get install g++) or drop train.compile"
+        )
     if cfg.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(
             f"--accelerator {cfg.accelerator}: no CUDA GPU is visible to PyTorch on this machine "
@@ -582,6 +609,13 @@ def _check_hardware(cfg: Any) -> None:
         )
     if cfg.accelerator == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ConfigError("--accelerator mps: this machine has no Apple GPU; use --accelerator cpu or auto")
+
+
+def _cpp_compiler() -> str | None:
+    for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None
 
 
 def _check_views(views: Any, data: SampleSource, method: Method, config: RunConfig) -> None:

@@ -192,12 +192,19 @@ def color_jitter(x: torch.Tensor, jitter: ColorJitter, g: torch.Generator) -> to
     return x.clamp(0.0, 1.0)
 
 
+# RGB -> YIQ and back, inverted once here (not per batch: on a GPU, torch.linalg.inv checks its
+# result on the host, a synchronisation per step).
+_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
+_TO_RGB = torch.linalg.inv(_TO_YIQ)
+_YIQ_ON: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Rotate the I/Q chroma plane of RGB images ``[N, 3, H, W]`` by ``angle [N]`` radians."""
-    to_yiq = torch.tensor(
-        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=x.device, dtype=x.dtype
-    )
-    to_rgb = torch.linalg.inv(to_yiq)
+    key = (x.device, x.dtype)
+    if key not in _YIQ_ON:  # copied to each device once
+        _YIQ_ON[key] = (_TO_YIQ.to(x.device, x.dtype), _TO_RGB.to(x.device, x.dtype))
+    to_yiq, to_rgb = _YIQ_ON[key]
     cos, sin = torch.cos(angle), torch.sin(angle)
     rotation = torch.zeros(x.shape[0], 3, 3, device=x.device, dtype=x.dtype)
     rotation[:, 0, 0] = 1
