@@ -30,8 +30,8 @@ Rows (measured in this order; ``before`` rows switch one speed change off to sho
 * ``bound nchw``, ``bound channels_last``, ``bound channels_last (weights too)``: the bound;
 * ``selfsup fp32 nchw`` (before: channels_last off), ``selfsup fp32`` (the defaults);
 * ``lightly fp32``;
-* ``selfsup fp32 compiled``: the backbone under ``torch.compile`` (the benchmark does it; selfsup
-  has no option for it yet); compile time is in the warm-up, not in the windows;
+* ``selfsup fp32 compiled``: the backbone under ``torch.compile`` (what ``train.compile=true``
+  does: ``nn.Module.compile`` of the backbone); compile time is in the warm-up, not in the windows;
 * where the CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` in /proc/cpuinfo):
   ``bound bf16``, ``selfsup bf16 views in autocast`` (before: views made under bf16 autocast, as
   before issue 11) and ``selfsup bf16`` (``--precision bf16-mixed``).
