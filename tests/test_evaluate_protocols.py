@@ -405,6 +405,19 @@ def test_cli_evaluate_runs_every_protocol(tiny_run: Path) -> None:
     assert evaluation["chosen"]["pretrained"]["finetune"]["lr"] in (1e-4, 3e-4, 1e-3)
 
 
+def test_cli_evaluate_linear_batch_norm_and_no_finetune(tiny_run: Path) -> None:
+    """--linear-batch-norm on gives MAE's probe (its lr chosen, not C); --no-finetune wins over --finetune's default."""
+    result = subprocess.run(
+        [sys.executable, "-m", "selfsup.cli", "evaluate", str(tiny_run), "--probes", "linear",
+         "--linear-batch-norm", "on", "--no-finetune"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads((tiny_run / "metrics.json").read_text())["evaluation"]
+    assert "finetune" not in evaluation["results"]["pretrained"]
+    assert "lr" in evaluation["chosen"]["pretrained"]["linear"]
+
+
 def test_unknown_probe_fails_before_any_work(tiny_run: Path) -> None:
     from selfsup.evaluate.run import evaluate_run
 

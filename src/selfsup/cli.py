@@ -199,7 +199,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     load_run_config(args.run_dir)  # one line for a missing or damaged run directory, before the lock
     with RunLock(args.run_dir, "evaluating the run"):  # not while a process trains it (both write metrics.json)
         record = evaluate_run(
-            args.run_dir, data_spec=args.data, probes=probes, finetune=args.finetune or None, risk=args.risk or None
+            args.run_dir, data_spec=args.data, probes=probes, finetune=args.finetune, risk=args.risk or None,
+            linear_batch_norm={"auto": None, "on": True, "off": False}[args.linear_batch_norm],
         )
     print(f"evaluation of {args.run_dir} on {record['evaluation']['data']} ({record['evaluation']['note']}):")
     print(record["evaluation_table"])
@@ -310,9 +311,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--probes", nargs="+", metavar="PROBE",
         help="protocols on frozen features: knn linear svm fewshot retrieval (default: the run's eval.probes)",
     )
+    finetune = p.add_mutually_exclusive_group()
+    finetune.add_argument(
+        "--finetune", action="store_true", default=None,
+        help="also fine-tune a copy of the encoder end to end (and the random-init encoder as baseline); the default "
+        "for methods whose headline protocol is fine-tuning (MAE)",
+    )
+    finetune.add_argument(
+        "--no-finetune", dest="finetune", action="store_false", help="skip fine-tuning, even where it is the headline",
+    )
     p.add_argument(
-        "--finetune", action="store_true",
-        help="also fine-tune a copy of the encoder end to end (and the random-init encoder as baseline)",
+        "--linear-batch-norm", choices=("auto", "on", "off"), default="auto",
+        help="the linear probe behind a BatchNorm without affine parameters, trained by SGD (MAE's probe); "
+        "auto: as the method declares",
     )
     p.add_argument(
         "--risk", action="store_true",
