@@ -267,3 +267,15 @@ def test_no_warnings_for_clean_folder(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_image_folder(tmp_path)
+
+
+def test_train_subset_is_fixed_and_leaves_the_test_split_whole() -> None:
+    from selfsup.data import load_dataset
+
+    full = load_dataset("digits")
+    first, again = (load_dataset("digits", options={"train_subset": 200}) for _ in range(2))
+    assert len(first.train) == 200 and len(first.test) == len(full.test)
+    assert torch.equal(first.train.labels, again.train.labels)
+    assert torch.equal(first.train.indices, again.train.indices)
+    assert len(set(first.train.labels.tolist())) == 10  # a random draw, not the first 200 in file order
+    assert len(load_dataset("digits", options={"train_subset": 10**6}).train) == len(full.train)

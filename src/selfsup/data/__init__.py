@@ -15,9 +15,12 @@ import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from selfsup.config import build_dataclass
+import torch
+
+from selfsup.config import Range, build_dataclass
+from selfsup.config_checks import coerce_optional
 from selfsup.data.base import ArrayDataset, Batch, DatasetSplits, SampleSource
 from selfsup.data.builtin import DATASETS
 from selfsup.data.idx import load_idx_folder, parse_idx_spec
@@ -56,11 +59,17 @@ class DataOptions:
     Attributes:
         image_size: image files are resized to this when read: an int (square) or ``[H, W]``
             (default: the most common size in the folder).
+        train_subset: use only this many training samples, a fixed random subset (quick
+            experiments, benchmarks on a budget); None: all of them.
     """
 
     image_size: Any = None
+    # Pretrain and fit the probes on a fixed random subset of this many training samples (the
+    # same for every run: drawn with seed 0, kept in file order); the test split stays whole.
+    train_subset: Annotated[int, Range(ge=2)] | None = None
 
     def __post_init__(self) -> None:
+        coerce_optional(self, "train_subset")
         size = self.image_size
         pair = isinstance(size, (list, tuple))
         sides = list(size) if pair else [size]
@@ -93,6 +102,15 @@ def load_dataset(
     applies to image folders; ``options`` are the data component's (:class:`DataOptions`).
     """
     opts = options if isinstance(options, DataOptions) else data_options(options)
+    splits = _load_spec(spec, skip_bad_files, opts)
+    n = opts.train_subset
+    if n is not None and n < len(splits.train):
+        chosen = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))[:n].sort().values
+        splits = DatasetSplits(splits.train.subset(chosen), splits.test)
+    return splits
+
+
+def _load_spec(spec: str | os.PathLike[str], skip_bad_files: bool, opts: DataOptions) -> DatasetSplits:
     if isinstance(spec, os.PathLike):
         return _load_path(Path(spec).expanduser(), str(spec), skip_bad_files, opts)
     if not isinstance(spec, str):
