@@ -149,6 +149,8 @@ class Data2Vec2(Method):
     num_global_views = 1  # teacher and student see the same sample; masks do the rest
     probe_pooling = "mean"
     headline_protocol = "finetune"  # the paper reports fine-tuning
+    # Mean-pooled ViT tokens share a large common component; MAE's probe (BatchNorm first) removes it.
+    linear_probe_batch_norm = True
     # Adam(W) with weight decay 0.05, warm-up and cosine decay, as the paper's image recipe.
     run_defaults = {"train": {"optimizer": "adamw", "weight_decay": 0.05, "lr": 1e-3}}
 

@@ -49,7 +49,8 @@ class IJEPAConfig:
     """Attributes:
     num_targets: target blocks per sample (M = 4 in the paper).
     target_scale, target_aspect, context_scale: block sizes as fractions of the grid (paper values).
-    min_context: least number of context tokens per sample.
+    min_context: least number of context tokens per sample (lowered on grids too small to keep
+        that many beside ``num_targets`` blocks of the largest target scale).
     predictor_dim, predictor_depth, predictor_heads: the predictor transformer (the paper: width
         384, depth 12 for ViT-H; here narrow and shallow for small backbones).
     regression: "mse" (the paper's L2) or "smooth_l1" (the released code).
