@@ -64,7 +64,7 @@ def ijepa_loss(
         scalar: the mean over blocks of the per-block mean error.
     """
     if len(predictions) != len(targets) or not predictions:
-        raise ValueError(f"need one target per prediction and at least one block; got {len(predictions)} and {len(targets)}")
+        raise ValueError(f"need one target per prediction, at least one; got {len(predictions)} and {len(targets)}")
     if valid is not None and len(valid) != len(predictions):
         raise ValueError(f"valid has {len(valid)} entries for {len(predictions)} blocks")
     losses = []

@@ -39,7 +39,7 @@ from selfsup.errors import ConfigError
 from selfsup.losses.predictive import data2vec_loss, data2vec_targets
 from selfsup.masking import TokenMask, block_mask_2d, random_token_mask, span_mask
 from selfsup.methods.base import Encoder, Method, StepContext, StepOutput, register_method
-from selfsup.methods.ijepa import merge_rows, step_generator, token_grid
+from selfsup.methods.ijepa import linear_schedule, merge_rows, step_generator, token_grid
 from selfsup.views import Views
 
 
@@ -75,7 +75,9 @@ class Data2Vec2Config:
         if self.decoder_kernel % 2 == 0:
             raise ValueError(f"decoder_kernel must be odd (same-size convolutions); got {self.decoder_kernel}")
         if self.decoder_dim % self.decoder_groups:
-            raise ValueError(f"decoder_dim ({self.decoder_dim}) must be divisible by decoder_groups ({self.decoder_groups})")
+            raise ValueError(
+                f"decoder_dim ({self.decoder_dim}) must be divisible by decoder_groups ({self.decoder_groups})"
+            )
 
 
 def inverse_block_mask(
@@ -122,8 +124,9 @@ class ConvDecoder(nn.Module):
         super().__init__()
         conv = nn.Conv2d if grid is not None else nn.Conv1d
         self.grid = grid
+        # The first layer's groups must also divide its input width (the encoder's).
         self.convs = nn.ModuleList(
-            conv(in_dim if i == 0 else dim, dim, kernel, padding=kernel // 2, groups=math.gcd(groups, in_dim) if i == 0 else groups)
+            conv(dim if i else in_dim, dim, kernel, padding=kernel // 2, groups=groups if i else math.gcd(groups, in_dim))
             for i in range(layers)
         )
         self.proj = nn.Linear(dim, out_dim)
@@ -213,5 +216,5 @@ class Data2Vec2(Method):
     @torch.no_grad()
     def on_step_end(self, ctx: StepContext) -> None:
         c = self.config
-        self.momentum = c.base_momentum + (c.final_momentum - c.base_momentum) * min(1.0, (ctx.step + 1) / max(1, ctx.total_steps))
+        self.momentum = linear_schedule(ctx.step + 1, ctx.total_steps, c.base_momentum, c.final_momentum)
         self.teacher.update(self.encoder, self.momentum)

@@ -113,6 +113,11 @@ def merge_rows(backbone: nn.Module, tokens: Tokens) -> tuple[torch.Tensor, torch
     return backbone.channel_merge(stacked), padding
 
 
+def linear_schedule(step: int, total_steps: int, start: float, end: float) -> float:
+    """From ``start`` at step 0 to ``end`` at ``total_steps``, linearly (I-JEPA's momentum schedule)."""
+    return start + (end - start) * min(1.0, max(step, 0) / max(1, total_steps))
+
+
 def token_grid(backbone: nn.Module) -> tuple[int, int]:
     """The token layout: the patch grid ``(H, W)`` of an image backbone, ``(1, L)`` for a sequence."""
     return tuple(getattr(backbone, "grid", (1, backbone.sequence_length)))  # type: ignore[return-value]
@@ -156,7 +161,8 @@ def multi_span_mask(
         )
     order = torch.argsort((~context).to(torch.uint8), dim=1, stable=True)  # context tokens first, ascending
     targets = block_indices_2d((1, length), zeros, target_left, 1, t)  # [N, M, t]
-    return BlockMasks(order[:, : int(context.sum(dim=1).min())], list(targets.unbind(dim=1)), (1, length), (1, t), (1, c))
+    kept = int(context.sum(dim=1).min())
+    return BlockMasks(order[:, :kept], list(targets.unbind(dim=1)), (1, length), (1, t), (1, c))
 
 
 class Predictor(nn.Module):
@@ -225,7 +231,8 @@ class IJEPA(Method):
         """Context and target token indices for ``num_samples`` samples of ``num_tokens`` tokens."""
         c = self.config
         # Tiny grids cannot keep min_context tokens beside M large targets: ask for what can remain.
-        most = int(c.target_scale[1] * num_tokens if self.grid[0] == 1 else c.target_scale[1] * self.grid[0] * self.grid[1])
+        grid_tokens = num_tokens if self.grid[0] == 1 else self.grid[0] * self.grid[1]
+        most = int(c.target_scale[1] * grid_tokens)
         min_keep = min(c.min_context, max(1, num_tokens - c.num_targets * max(1, most)))
         try:
             if self.grid[0] == 1:  # a sequence (series patches); its tokens may be fewer than the built length
@@ -266,7 +273,7 @@ class IJEPA(Method):
     def on_step_end(self, ctx: StepContext) -> None:
         # Linear from base to final over the run (the paper's schedule), a function of the step alone.
         c = self.config
-        self.momentum = c.base_momentum + (c.final_momentum - c.base_momentum) * min(1.0, (ctx.step + 1) / max(1, ctx.total_steps))
+        self.momentum = linear_schedule(ctx.step + 1, ctx.total_steps, c.base_momentum, c.final_momentum)
         self.teacher.update(self.online, self.momentum)
 
     def optimizer_schedules(self, ctx: StepContext) -> dict[str, float]:
