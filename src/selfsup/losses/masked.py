@@ -119,7 +119,8 @@ def homologous_contrastive_loss(
     if features.ndim != 3 or sources.shape != features.shape[:2]:
         raise ValueError(f"features must be [G, L, D] and sources [G, L]; got {tuple(features.shape)}, {tuple(sources.shape)}")
     G, L, _ = features.shape
-    z = F.normalize(features, dim=-1)
+    # At least float32 logits (bf16 under mixed precision would blur the softmax).
+    z = F.normalize(features.to(torch.promote_types(features.dtype, torch.float32)), dim=-1)
     logits = z @ z.transpose(1, 2) / temperature  # [G, L, L]
     keep = torch.ones(G, L, dtype=torch.bool, device=features.device) if valid is None else valid
     pair = keep.unsqueeze(1) & keep.unsqueeze(2) & ~torch.eye(L, dtype=torch.bool, device=features.device)
