@@ -18,10 +18,10 @@ reference code, because the token backbones expose block outputs; no CLS-token l
 models' ``cls_loss``); the teacher's momentum rises linearly from ``base_momentum`` to
 ``final_momentum`` over the run (the paper: 0.9998 -> 0.99999 over its first 100k updates);
 masks are inverse block masks (the paper's for images: visible square blocks, topped up or
-trimmed at random to an exact count) or uniform random masks (``masking="random"``, better on
-4x4-token images). Channel-independent series backbones share one mask over a sample's
-channels; the student's rows are merged by the backbone's ``channel_merge`` before the decoder,
-which predicts the targets of every channel at each patch.
+trimmed at random to an exact count) or uniform random masks (``masking="random"``; on digits'
+4x4 token grid both learnt alike, with 60% hidden and 2x2 visible blocks). Channel-independent
+series backbones share one mask over a sample's channels; the student's rows are merged by the
+backbone's ``channel_merge`` before the decoder, which predicts every channel's targets at each patch.
 """
 
 from __future__ import annotations

@@ -2,13 +2,16 @@
 
 Assran, Duval, Misra, Bojanowski, Vincent, Rabbat, LeCun, Ballas 2023, "Self-Supervised Learning
 from Images with a Joint-Embedding Predictive Architecture", CVPR 2023, arXiv 2301.08243. One
-view, no hand-made augmentations. Per sample, M target blocks (scale 0.15-0.2 of the patch grid,
-aspect 0.75-1.5) and one large context block (scale 0.85-1) without the target tokens are drawn
-(:func:`~selfsup.masking.multi_block_mask`). The context encoder sees only the context tokens;
-the target encoder, an EMA of it (momentum 0.996 -> 1, linear), sees every token and its outputs
-are layer-normalised; a narrow transformer predictor gets the context outputs plus, for each
-target block, a mask token with the position embedding of every target token, and regresses the
-targets. The loss is averaged over the blocks (:func:`~selfsup.losses.predictive.ijepa_loss`).
+view, whose random resized crop (scale 0.3-1) is the only augmentation (set it in the views, as
+``recipes/ijepa-digits.yaml`` does: a method cannot). Per sample, M target blocks (scale
+0.15-0.2 of the patch grid, aspect 0.75-1.5) and one large context block (scale 0.85-1) without
+the target tokens are drawn (:func:`~selfsup.masking.multi_block_mask`). The context encoder
+sees only the context tokens; the target encoder, an EMA of it (momentum 0.996 -> 1, linear),
+sees every token and its outputs are layer-normalised; a narrow transformer predictor gets the
+context outputs plus, for each target block, a mask token with the position embedding of every
+target token, and regresses the targets (one predictor pass per block, the context repeated).
+The loss is averaged over the blocks (:func:`~selfsup.losses.predictive.ijepa_loss`); weight
+decay follows the paper's cosine 0.04 -> 0.4.
 
 On series (``patch_transformer``) the same with 1-D spans over the patch tokens
 (:func:`multi_span_mask`). Channel-independent series backbones encode each channel as its own
