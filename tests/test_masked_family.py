@@ -347,3 +347,50 @@ def test_learns_on_digits(name: str, digits, vit_config, vit_baseline: float, tm
     result = pretrain(vit_config(name), run_dir=tmp_path / name, evaluate=False)
     accuracy = _probe(result.method.eval(), digits)
     assert accuracy > vit_baseline + 0.01, f"ViT {name}: linear probe {accuracy:.3f} not above random init {vit_baseline:.3f}"
+
+
+# ----------------------------------------------------------------------------- distributed
+
+DDP_BATCH, DDP_STEPS = 8, 2
+
+
+@pytest.mark.parametrize("name", ["mae", "simmim"])
+def test_processes_sharing_the_batch_train_as_one(name: str, monkeypatch) -> None:
+    """MAE and SimMIM average the same per-sample terms (every sample hides as many tokens) and
+    gather nothing, so 2 processes with half the batch each and DDP's gradient mean take the steps
+    of 1 process on the whole batch. The processes are simulated in one (DDP's all-reduce is the
+    mean of their gradients; a gloo run costs 20 s of process start-up). Both draw the masks of
+    the global batch and take their rows. MixedAE mixes within each process's share: by design it
+    is not split-invariant."""
+    import selfsup.methods.mae as mae_module
+    from selfsup.masking import TokenMask, random_token_mask
+    from selfsup.views import Views
+
+    rank = {"value": 0}
+
+    def global_masks(num_samples, num_tokens, ratio, generator, device=None):
+        full = random_token_mask(DDP_BATCH, num_tokens, ratio, torch.Generator().manual_seed(7))
+        rows = slice(rank["value"] * num_samples, (rank["value"] + 1) * num_samples)
+        return TokenMask(full.keep[rows], full.masked[rows], full.mask[rows])
+
+    monkeypatch.setattr(mae_module, "random_token_mask", global_masks)
+
+    def train(world: int) -> list[torch.Tensor]:
+        method = create_method(name, _encoder()).double()
+        optimizer = torch.optim.SGD(method.parameters(), lr=0.1)
+        share = DDP_BATCH // world
+        for step in range(DDP_STEPS):
+            x = torch.rand(DDP_BATCH, 1, 8, 8, generator=torch.Generator().manual_seed(step), dtype=torch.float64)
+            grads = []
+            for r in range(world):
+                rank["value"] = r
+                method.zero_grad()
+                method.training_step(Views([x[r * share : (r + 1) * share]]), StepContext(step, DDP_STEPS, torch.Generator())).loss.backward()
+                grads.append([p.grad.clone() for p in method.parameters()])
+            for p, *per_rank in zip(method.parameters(), *grads):
+                p.grad = torch.stack(per_rank).mean(dim=0)  # DDP's all-reduce mean
+            optimizer.step()
+        return [p.detach() for p in method.parameters()]
+
+    for one, two in zip(train(1), train(2)):
+        assert torch.allclose(one, two, atol=1e-12)

@@ -65,9 +65,10 @@ class MaskedCrops:
         if batch.shape[0] == 0:
             raise ValueError(f"masked_crops views take non-empty batches; got shape {tuple(batch.shape)}")
         if batch.ndim != 4:
-            return Views([batch.clone() for _ in range(num_views + num_local_views)])
+            return Views([batch.clone() for _ in range(num_views)], [batch.clone() for _ in range(num_local_views)])
         crop, flip = self.config.crop, self.config.flip
-        return Views([random_resized_crop_and_flip(batch, crop, flip, generator) for _ in range(num_views + num_local_views)])
+        views = [random_resized_crop_and_flip(batch, crop, flip, generator) for _ in range(num_views + num_local_views)]
+        return Views(views[:num_views], views[num_views:])  # no small crops: local views are like the others
 
 
 # ----------------------------------------------------------------------------- shared helpers
