@@ -54,6 +54,7 @@ class SimMIM(Method):
     # 2048 samples with warm-up and cosine decay), with a larger lr for short runs on small data.
     run_defaults = {"train": {"optimizer": "adamw", "weight_decay": 0.05, "lr": 1e-3}}
     probe_pooling = "mean"
+    headline_protocol = "finetune"  # the paper evaluates by fine-tuning (its linear probe is weak)
 
     def __init__(self, encoder: Encoder, config: SimMIMConfig) -> None:
         super().__init__(encoder, config)
