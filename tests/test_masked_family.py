@@ -93,7 +93,8 @@ def _ref_homologous(features, sources, temperature: float) -> float:
             if not positives:
                 continue
             denominator = sum(math.exp(float(z[i] @ z[a]) / temperature) for a in others)
-            losses.append(-sum(math.log(math.exp(float(z[i] @ z[p]) / temperature) / denominator) for p in positives) / len(positives))
+            terms = [math.log(math.exp(float(z[i] @ z[p]) / temperature) / denominator) for p in positives]
+            losses.append(-sum(terms) / len(terms))
     return sum(losses) / max(len(losses), 1)
 
 
@@ -385,7 +386,8 @@ def test_processes_sharing_the_batch_train_as_one(name: str, monkeypatch) -> Non
             for r in range(world):
                 rank["value"] = r
                 method.zero_grad()
-                method.training_step(Views([x[r * share : (r + 1) * share]]), StepContext(step, DDP_STEPS, torch.Generator())).loss.backward()
+                views = Views([x[r * share : (r + 1) * share]])
+                method.training_step(views, StepContext(step, DDP_STEPS, torch.Generator())).loss.backward()
                 grads.append([p.grad.clone() for p in method.parameters()])
             for p, *per_rank in zip(method.parameters(), *grads):
                 p.grad = torch.stack(per_rank).mean(dim=0)  # DDP's all-reduce mean

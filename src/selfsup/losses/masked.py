@@ -117,7 +117,9 @@ def homologous_contrastive_loss(
         scalar loss (0 when no token has a positive).
     """
     if features.ndim != 3 or sources.shape != features.shape[:2]:
-        raise ValueError(f"features must be [G, L, D] and sources [G, L]; got {tuple(features.shape)}, {tuple(sources.shape)}")
+        raise ValueError(
+            f"features must be [G, L, D] and sources [G, L]; got {tuple(features.shape)}, {tuple(sources.shape)}"
+        )
     G, L, _ = features.shape
     # At least float32 logits (bf16 under mixed precision would blur the softmax).
     z = F.normalize(features.to(torch.promote_types(features.dtype, torch.float32)), dim=-1)

@@ -126,7 +126,9 @@ class MixedAE(Method):
         h = encoded.x.detach().view(G, 1, g, L, D).expand(G, r, g, L, D).reshape(G * r * g, L, D)[: N * g]
         own_rows = own.repeat_interleave(g, dim=0)  # [N * g, L]
         hidden = ~own_rows if tokens.padding is None else ~own_rows | tokens.padding
-        cls = None if encoded.cls is None else encoded.cls.detach().view(G, 1, g, D).expand(G, r, g, D).reshape(-1, D)[: N * g]
+        cls = None
+        if encoded.cls is not None:  # a CLS-pooling ViT: each sample gets its sequence's CLS output
+            cls = encoded.cls.detach().view(G, 1, g, D).expand(G, r, g, D).reshape(-1, D)[: N * g]
         embeddings = self.encoder.backbone.pool(Tokens(h, tokens.positions, hidden, cls=cls, groups=g))
         metrics = {"reconstruction": reconstruction.detach(), "homologous": homologous.detach()}
         return StepOutput(loss, metrics, embeddings.detach())
