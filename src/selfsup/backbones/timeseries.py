@@ -415,7 +415,7 @@ class PatchTransformer(TokenBackbone):
     def run_block(self, block: nn.Module, x: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
         return block(x, src_key_padding_mask=padding)
 
-    def _merge_channels(self, x: torch.Tensor, groups: int) -> torch.Tensor:
+    def merge_groups(self, x: torch.Tensor, groups: int) -> torch.Tensor:
         """Rows ``[N * C, L, D]`` -> ``[N, L, D]`` through ``channel_merge`` (mixed mode: unchanged)."""
         if groups == 1:
             return self.channel_merge(x)
@@ -425,7 +425,7 @@ class PatchTransformer(TokenBackbone):
     def pool(self, tokens: Tokens) -> torch.Tensor:
         """``[N, dim]``: channels merged, then ``config.pool`` over the patches that are not padding.
         In "independent" mode every channel's row must hold the same token positions."""
-        x = self._merge_channels(tokens.x, tokens.groups)
+        x = self.merge_groups(tokens.x, tokens.groups)
         padding = tokens.padding
         if padding is None:
             padding = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
@@ -435,7 +435,7 @@ class PatchTransformer(TokenBackbone):
     def forward_tokens(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Patch tokens ``[N, L, dim]``; ``mask [N, T]`` bool, False = masked timestamp."""
         tokens = self.encode(self._tokenize(x, mask))
-        return self._merge_channels(tokens.x, tokens.groups)
+        return self.merge_groups(tokens.x, tokens.groups)
 
 
 __all__ = [

@@ -247,6 +247,13 @@ class TokenBackbone(nn.Module):
         """One vector per sample ``[N, D]``: the mean over the tokens that are not padding."""
         return mean_over_tokens(tokens.x, tokens.padding)
 
+    def merge_groups(self, x: torch.Tensor, groups: int) -> torch.Tensor:
+        """Token rows ``[N * groups, L, D]`` -> one row per sample ``[N, L, D]``, as ``pool`` merges
+        them (channel-independent series backbones override this; one row per sample: unchanged)."""
+        if groups != 1:
+            raise ValueError(f"{type(self).__name__} makes one token row per sample, got groups={groups}")
+        return x
+
     # --- shared by every token backbone
 
     def encode(

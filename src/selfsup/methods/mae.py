@@ -12,8 +12,9 @@ the standardised input. In channel-independent series backbones each channel is 
 (``Tokens.groups``); one mask is drawn per sample and shared by its channels (pooling merges the
 channels token by token, so they must keep the same tokens); missing steps are left out of the loss.
 
-Also here, shared by the masked family: :class:`MaskedDecoder`, the views (``masked_crops``: the
-random resized crop and flip MAE trains with, series unchanged) and the mask drawing helpers.
+Also here, shared by the masked family: :class:`MaskedDecoder` and the mask drawing helpers. The
+family's views, ``masked_crops`` (the random resized crop and flip MAE trains with, series
+unchanged), are in :mod:`selfsup.views.masked`.
 """
 
 from __future__ import annotations
@@ -32,43 +33,9 @@ from selfsup.errors import ConfigError
 from selfsup.losses.masked import masked_patch_mse
 from selfsup.masking import TokenMask, random_token_mask, restore
 from selfsup.methods.base import Encoder, Method, StepContext, StepOutput, register_method, split_decay
-from selfsup.views import Views, register_views
-from selfsup.views.image import HorizontalFlip, RandomResizedCrop, random_resized_crop_and_flip
+from selfsup.views import Views
 
 MaskRatio = Annotated[float, Range(gt=0, lt=1)]  # hide something, keep something
-
-
-# ----------------------------------------------------------------------------- views
-
-
-@dataclass
-class MaskedCropsConfig:
-    """MAE's only augmentation: a random resized crop (area 20-100%) and a horizontal flip."""
-
-    crop: RandomResizedCrop = field(default_factory=lambda: RandomResizedCrop(scale=(0.2, 1.0)))
-    flip: HorizontalFlip = field(default_factory=HorizontalFlip)
-
-
-@register_views("masked_crops")
-class MaskedCrops:
-    """Light views for masked modelling: images ``[N, C, H, W]`` get one random resized crop and
-    flip per sample; other samples (series ``[N, C, T]``, vectors) are returned unchanged."""
-
-    Config = MaskedCropsConfig
-
-    def __init__(self, config: MaskedCropsConfig) -> None:
-        self.config = config
-
-    def __call__(
-        self, batch: torch.Tensor, generator: torch.Generator, num_views: int = 1, num_local_views: int = 0
-    ) -> Views:
-        if batch.shape[0] == 0:
-            raise ValueError(f"masked_crops views take non-empty batches; got shape {tuple(batch.shape)}")
-        if batch.ndim != 4:
-            return Views([batch.clone() for _ in range(num_views)], [batch.clone() for _ in range(num_local_views)])
-        crop, flip = self.config.crop, self.config.flip
-        views = [random_resized_crop_and_flip(batch, crop, flip, generator) for _ in range(num_views + num_local_views)]
-        return Views(views[:num_views], views[num_views:])  # no small crops: local views are like the others
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -101,7 +68,7 @@ def merge_rows(backbone: nn.Module, x: torch.Tensor, groups: int) -> torch.Tenso
     """
     if groups == 1:
         return x
-    return backbone._merge_channels(x, groups)
+    return backbone.merge_groups(x, groups)
 
 
 def merge_values(values: torch.Tensor, groups: int) -> torch.Tensor:
@@ -245,6 +212,6 @@ def check_ratio_leaves_tokens(name: str, ratio: float, num_tokens: int) -> None:
 
 
 __all__ = [
-    "MAE", "MAEConfig", "MaskedDecoder", "DecoderConfig", "MaskedCrops", "merge_rows", "merge_values", "sample_mask",
+    "MAE", "MAEConfig", "MaskedDecoder", "DecoderConfig", "merge_rows", "merge_values", "sample_mask",
     "step_generator", "values_per_token",
 ]
