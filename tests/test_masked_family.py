@@ -348,6 +348,9 @@ def test_learns_on_digits(name: str, digits, vit_config, vit_baseline: float, tm
     result = pretrain(vit_config(name), run_dir=tmp_path / name, evaluate=False)
     accuracy = _probe(result.method.eval(), digits)
     assert accuracy > vit_baseline + 0.01, f"ViT {name}: linear probe {accuracy:.3f} not above random init {vit_baseline:.3f}"
+    # Reconstruction has no constant-output optimum: the complete-collapse check is off, the dimensional one on.
+    collapse = result.metrics["collapse"]
+    assert collapse["std_threshold"] == 0.0 and collapse["rank_fraction"] > 0 and not collapse.get("detected")
 
 
 # ----------------------------------------------------------------------------- distributed

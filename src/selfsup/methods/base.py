@@ -139,6 +139,8 @@ class Method(nn.Module):
       views are ``auto``;
     - ``run_defaults``: settings of the published protocol applied under the user's, in the
       Python API as on the command line;
+    - ``can_collapse_completely``: False for objectives with no constant-output optimum
+      (reconstruction): the run's complete-collapse alarm is then off;
     - ``probe_pooling``: how the representation is pooled for the frozen-feature probes, fine-tuning
       and the exported encoder: ``"mean"`` (average over the patch or time tokens), ``"cls"`` (the
       CLS output), ``None`` (the backbone's configured ``pool``); applied to a backbone with a
@@ -168,6 +170,11 @@ class Method(nn.Module):
     probe_pooling: ClassVar[str | None] = None  # "mean", "cls" or None (the backbone's pool)
     linear_probe_batch_norm: ClassVar[bool] = False
     headline_protocol: ClassVar[str] = "linear"  # "linear" or "finetune"
+    # Whether the objective has a constant-output optimum. Reconstruction objectives (MAE, SimMIM)
+    # do not: only an encoder that keeps information about the input lets the decoder rebuild it;
+    # for them the complete-collapse check is off (mean-pooled ViT tokens share a large common
+    # component that it would mistake for collapse); the dimensional check stays on.
+    can_collapse_completely: ClassVar[bool] = True
     paper: ClassVar[str] = ""
 
     @property

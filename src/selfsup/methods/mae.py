@@ -166,6 +166,7 @@ class MAE(Method):
     paper = "He et al. 2022, arXiv 2111.06377"
     modalities = frozenset({"image", "timeseries"})
     requires = frozenset({"tokens"})
+    can_collapse_completely = False  # the decoder must rebuild the input from the encoding
     num_global_views = 1
     default_views = "masked_crops"
     run_defaults = MAE_RUN_DEFAULTS

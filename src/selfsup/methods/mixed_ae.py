@@ -73,6 +73,7 @@ class MixedAE(Method):
     paper = "Chen et al. 2023, arXiv 2303.17152"
     modalities = frozenset({"image", "timeseries"})
     requires = frozenset({"tokens"})
+    can_collapse_completely = False  # the decoder must rebuild the input from the encoding
     num_global_views = 1
     default_views = "masked_crops"
     run_defaults = MAE_RUN_DEFAULTS  # MixedAE trains with MAE's recipe

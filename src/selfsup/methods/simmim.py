@@ -46,6 +46,7 @@ class SimMIM(Method):
     paper = "Xie et al. 2022, arXiv 2111.09886"
     modalities = frozenset({"image", "timeseries"})
     requires = frozenset({"tokens"})
+    can_collapse_completely = False  # the decoder must rebuild the input from the encoding
     num_global_views = 1
     # The paper's views: a random resized crop (area 67-100%) and a flip; we reuse MAE's light
     # views (area 20-100%); --set views.params.crop.scale=[0.67,1.0] gives the paper's.

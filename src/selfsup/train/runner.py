@@ -409,7 +409,8 @@ def _fit(
     monitor = EmbeddingMonitor(
         monitored["x"], cfg.monitor_every_n_epochs, labels=monitored.get("y"), seed=cfg.seed, modality=train.modality,
     )
-    alarm = CollapseAlarm(monitor, cfg.collapse_rank_fraction, cfg.collapse_std_threshold, stop=cfg.stop_on_collapse)
+    std_threshold = cfg.collapse_std_threshold if method.can_collapse_completely else 0.0
+    alarm = CollapseAlarm(monitor, cfg.collapse_rank_fraction, std_threshold, stop=cfg.stop_on_collapse)
     checkpoint = AtomicCheckpoint(run_dir / "checkpoints", cfg.checkpoint_every_n_epochs, cfg.checkpoint_every_n_steps)
     all_callbacks: list[L.Callback] = [
         StopAtStepBoundary(requests, checkpoint.save),  # first: a stop at an epoch's end comes before the monitors
