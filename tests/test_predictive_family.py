@@ -321,7 +321,7 @@ def _probe(method, digits) -> float:
 @pytest.mark.slow
 def test_data2vec2_learns_on_digits(digits, tmp_path: Path) -> None:
     """The recipe's settings, cut to 8 epochs of a 2-block ViT: the linear probe of the student
-    beats the same ViT at random init (measured: 0.864 -> 0.904)."""
+    beats the same ViT at random init (measured: 0.864 -> 0.909)."""
     from selfsup.train.runner import build_method, input_statistics, pretrain
 
     config = RunConfig.from_dict(load_yaml(RECIPES / "data2vec2-digits.yaml"))

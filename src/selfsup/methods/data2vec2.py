@@ -150,6 +150,7 @@ class Data2Vec2(Method):
     paper = "Baevski et al. 2023, arXiv 2212.07525"
     requires = frozenset({"tokens"})
     num_global_views = 1  # teacher and student see the same sample; masks do the rest
+    default_views = "masked_crops"  # with views "auto": a random resized crop and flip, as the paper
     probe_pooling = "mean"
     headline_protocol = "finetune"  # the paper reports fine-tuning
     # Mean-pooled ViT tokens share a large common component; MAE's probe (BatchNorm first) removes it.

@@ -2,8 +2,8 @@
 
 Assran, Duval, Misra, Bojanowski, Vincent, Rabbat, LeCun, Ballas 2023, "Self-Supervised Learning
 from Images with a Joint-Embedding Predictive Architecture", CVPR 2023, arXiv 2301.08243. One
-view, whose random resized crop (scale 0.3-1) is the only augmentation (set it in the views, as
-``recipes/ijepa-digits.yaml`` does: a method cannot). Per sample, M target blocks (scale
+view, whose random resized crop (scale 0.3-1 in the paper) is the only augmentation: the views
+default to ``masked_crops`` (crop and flip; ``recipes/ijepa-digits.yaml`` sets the paper's). Per sample, M target blocks (scale
 0.15-0.2 of the patch grid, aspect 0.75-1.5) and one large context block (scale 0.85-1) without
 the target tokens are drawn (:func:`~selfsup.masking.multi_block_mask`). The context encoder
 sees only the context tokens; the target encoder, an EMA of it (momentum 0.996 -> 1, linear),
@@ -104,16 +104,11 @@ def merge_rows(backbone: nn.Module, tokens: Tokens) -> tuple[torch.Tensor, torch
     """One token sequence per sample: ``Tokens.x [N * G, L, D]`` -> ``([N, L, D], padding [N, L] or None)``.
 
     ``G = tokens.groups`` rows per sample (the channels of a channel-independent series backbone)
-    are concatenated per token and projected by the backbone's ``channel_merge`` (as its ``pool``
-    does); every row of a sample must hold the same token positions. ``G = 1``: unchanged.
+    are merged per token by the backbone's ``merge_groups`` (its ``channel_merge``, as its ``pool``
+    does); every row of a sample must hold the same token positions.
     """
     padding = None if tokens.padding is None else tokens.padding[:: tokens.groups]
-    if tokens.groups == 1:
-        return tokens.x, padding
-    NG, L, D = tokens.x.shape
-    G = tokens.groups
-    stacked = tokens.x.reshape(NG // G, G, L, D).permute(0, 2, 1, 3).reshape(NG // G, L, G * D)
-    return backbone.channel_merge(stacked), padding
+    return backbone.merge_groups(tokens.x, tokens.groups), padding
 
 
 def linear_schedule(step: int, total_steps: int, start: float, end: float) -> float:
@@ -208,7 +203,8 @@ class IJEPA(Method):
     Config = IJEPAConfig
     paper = "Assran et al. 2023, arXiv 2301.08243"
     requires = frozenset({"tokens"})
-    num_global_views = 1  # one view; its crop is the only augmentation (recipes/ijepa-digits.yaml)
+    num_global_views = 1  # one view; its crop is the only augmentation
+    default_views = "masked_crops"  # with views "auto": a random resized crop (and flip), no colour changes
     probe_pooling = "mean"  # no CLS token: the paper average-pools the target encoder's outputs
     # AdamW with warm-up and cosine decay (weight decay 0.04 -> 0.4 through the config's schedule).
     run_defaults = {"train": {"optimizer": "adamw", "weight_decay": 0.04, "lr": 1e-3}}
