@@ -316,3 +316,35 @@ def test_reading_data_does_not_move_the_global_random_stream() -> None:
     for _ in iterate(data.train, batch_size=256):
         pass
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize(
+    "modality, shape, expected",
+    [
+        ("image", (1, 8, 8), ("vit_tiny", {"patch_size": 2})),  # digits: 16 tokens
+        ("image", (1, 28, 28), ("vit_tiny", {"patch_size": 4})),  # Fashion-MNIST: 49 tokens
+        ("image", (3, 224, 224), ("vit_tiny", {"patch_size": 16})),  # 196 tokens
+        ("image", (3, 5, 7), ("vit_tiny", {"patch_size": 1})),
+        ("timeseries", (1, 24), ("patch_transformer", {"patch_len": 2, "stride": 2})),  # 12 tokens
+        ("timeseries", (1, 150), ("patch_transformer", {"patch_len": 5, "stride": 5})),  # 30 tokens
+        ("vector", (13,), None),
+    ],
+)
+def test_modalities_size_their_token_backbone(modality: str, shape: tuple[int, ...], expected) -> None:
+    from selfsup.data.modalities import get_modality
+
+    assert get_modality(modality).token_backbone(shape) == expected
+
+
+def test_auto_backbone_of_a_masked_method_is_the_token_backbone_and_user_params_win() -> None:
+    from selfsup.config import RunConfig
+    from selfsup.train.runner import resolve_config
+
+    resolved = resolve_config(RunConfig(method="mae"), "image", (1, 8, 8))
+    assert resolved.backbone.name == "vit_tiny" and resolved.backbone.params["patch_size"] == 2
+    user = RunConfig.from_dict({"method": "mae", "backbone": {"name": "auto", "params": {"patch_size": 4, "depth": 2}}})
+    params = resolve_config(user, "image", (1, 8, 8)).backbone.params
+    assert params["patch_size"] == 4 and params["depth"] == 2
+    assert resolve_config(RunConfig(method="simclr"), "image", (1, 8, 8)).backbone.name == "resnet_tiny"
+    series = resolve_config(RunConfig(method="mae"), "timeseries", (1, 150)).backbone
+    assert series.name == "patch_transformer" and series.params["stride"] == 5

@@ -91,22 +91,35 @@ def apply_method_defaults(config: RunConfig) -> tuple[RunConfig, list[str]]:
     return RunConfig.from_dict(values), applied
 
 
-def resolve_config(config: RunConfig, modality: str | None = None) -> RunConfig:
+def resolve_config(
+    config: RunConfig, modality: str | None = None, sample_shape: tuple[int, ...] | None = None,
+) -> RunConfig:
     """Fill every component's params with its defaults (validating them) so runs are reproducible.
 
     The views and an ``"auto"`` backbone are resolved only once the data's ``modality`` is known
     (``"auto"`` picks the modality's default backbone: resnet_tiny for images, mlp for vectors,
-    ts2vec_encoder for series).
+    ts2vec_encoder for series; for a method that needs tokens, the modality's token backbone,
+    sized for ``sample_shape``: vit_tiny for images, patch_transformer for series).
     """
     out = RunConfig.from_dict(config.to_dict())
     out.data = ComponentConfig(config.data.name, to_plain(data_options(config.data.params)))
     method = METHODS.get(config.method.name)
     # The method's probe_pooling fills a backbone pool the user left unset (written out from here on).
     name = config.backbone.name if config.backbone.name != "auto" else None
+    user_params = dict(config.backbone.params)
     if name is None and modality is not None:
         name = get_modality(modality).default_backbone
+        if "tokens" in method.requires and (method.modalities is None or modality in method.modalities):
+            picked = get_modality(modality).token_backbone(sample_shape)
+            if picked is None:
+                raise ConfigError(
+                    f"method {config.method.name!r} needs a token backbone, and {modality} data has none yet; "
+                    "choose a method that works on pooled features (selfsup list methods)"
+                )
+            name, sized = picked
+            user_params = {**sized, **user_params}
     if name is not None:
-        params = method_backbone_params(method, name, config.backbone.params)
+        params = method_backbone_params(method, name, user_params)
         out.backbone = _resolved(ComponentConfig(name, params), BACKBONES.get(name), "backbone")
     out.method = _resolved(config.method, method, "method")
     if modality is not None:
@@ -337,7 +350,7 @@ def _train(
         print(f"warning: {slow}", file=sys.stderr)
     data = load_dataset(config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params)
     train = data.train
-    config = resolve_config(config, train.modality)
+    config = resolve_config(config, train.modality, tuple(train.sample_shape))
     cfg = config.train
     if cfg.batch_size > len(train):
         raise ConfigError(

@@ -24,7 +24,8 @@ class Modality:
     """Base of every modality; the defaults suit samples that are one float tensor ``"x"``.
 
     Class attributes:
-        default_views / default_backbone: what a run uses when it says ``auto``.
+        default_views / default_backbone: what a run uses when it says ``auto``
+            (:meth:`token_backbone` for methods that need tokens).
         stat_dims: the dimensions of a batch ``x [N, ...]`` the input statistics are taken over
             (images: ``(0, 2, 3)``, one mean per channel); the others are kept, so mean and std
             broadcast over one sample.
@@ -33,6 +34,11 @@ class Modality:
 
     default_views: ClassVar[str] = "vector"
     default_backbone: ClassVar[str] = "mlp"
+
+    def token_backbone(self, sample_shape: tuple[int, ...] | None) -> tuple[str, dict[str, Any]] | None:
+        """The backbone (name, params) an ``auto`` run of a method that needs tokens gets, sized
+        for ``sample_shape`` when known; None: this modality has no token backbone yet."""
+        return None
     stat_dims: ClassVar[tuple[int, ...]] = (0,)
     unbiased_std: ClassVar[bool] = True
 
