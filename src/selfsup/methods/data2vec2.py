@@ -21,7 +21,7 @@ masks are inverse block masks (the paper's for images: visible square blocks, to
 trimmed at random to an exact count) or uniform random masks (``masking="random"``; on digits'
 4x4 token grid both learnt alike, with 60% hidden and 2x2 visible blocks). Channel-independent
 series backbones share one mask over a sample's channels; the student's rows are merged by the
-backbone's ``channel_merge`` before the decoder, which predicts every channel's targets at each patch.
+backbone's ``merge_groups`` before the decoder, which predicts every channel's targets at each patch.
 """
 
 from __future__ import annotations

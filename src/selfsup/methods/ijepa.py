@@ -15,8 +15,8 @@ decay follows the paper's cosine 0.04 -> 0.4.
 
 On series (``patch_transformer``) the same with 1-D spans over the patch tokens
 (:func:`multi_span_mask`). Channel-independent series backbones encode each channel as its own
-row; the rows of a sample are merged into one token per patch by the backbone's ``channel_merge``
-(as its ``pool`` does), so targets and predictions are per sample and patch.
+row; the rows of a sample are merged into one token per patch by the backbone's ``merge_groups``
+(its ``channel_merge``, as its ``pool`` does), so targets and predictions are per sample and patch.
 
 As in the paper, the exported encoder (``self.encoder``, used by the probes) is the target
 encoder; ``trained_encoder`` is the context encoder the gradients reach
