@@ -29,7 +29,10 @@ from selfsup.evaluate import (
     risk_decomposition,
 )
 from selfsup.evaluate.knn import KNN_TEMPERATURES
+from selfsup.config import RunConfig
+from selfsup.evaluate.run import evaluate_run
 from selfsup.methods.base import Encoder
+from selfsup.rundir import load_run, load_run_config
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -272,6 +275,21 @@ def test_finetuning_beats_the_frozen_random_init_encoder_and_leaves_it_untouched
     for key, value in encoder.state_dict().items():
         assert torch.equal(value, before[key]), key
     assert not encoder.training  # its mode is kept too
+
+
+def test_finetuning_with_one_lr_skips_the_choice_and_the_config_budget_reaches_it(tiny_run: Path) -> None:
+    train_x, train_y = _xor_task(200, seed=0)
+    test_x, test_y = _xor_task(100, seed=1)
+    tuned = finetune_evaluate(_tiny_encoder(), train_x, train_y, test_x, test_y, lrs=(1e-2,), epochs=3, batch_size=32)
+    assert tuned.chosen == {"lr": 1e-2} and math.isnan(tuned.val_accuracy)
+    config = load_run_config(tiny_run)
+    config.eval.finetune_epochs, config.eval.finetune_lrs = 30, (2e-4,)
+    with pytest.raises(ConfigError, match="finetune_lrs must hold at least one"):
+        RunConfig.from_dict({"eval": {"finetune_lrs": []}})
+    _, method, _ = load_run(tiny_run)
+    record = evaluate_run(tiny_run, probes=("knn",), finetune=True, config=config, method=method)
+    details = record["evaluation"]["details"]["pretrained"]["finetune"]
+    assert record["evaluation"]["chosen"]["pretrained"]["finetune"] == {"lr": 2e-4} and details["epochs"] == 30
 
 
 # --------------------------------------------------------------------------------------------

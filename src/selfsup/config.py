@@ -192,10 +192,16 @@ class EvalConfig:
     after_training: bool = True
     probes: tuple[str, ...] = ("knn", "linear")
     finetune: bool | str = "auto"
+    # Fine-tuning's budget: epochs over the train split, and the learning rates tried (each on a
+    # held-out part of train; the best is used on all of it). One lr skips the choice.
+    finetune_epochs: PositiveInt = 5
+    finetune_lrs: tuple[PositiveFloat, ...] = (1e-4, 3e-4, 1e-3)
     risk: bool = False
     linear_batch_norm: bool | str = "auto"
 
     def __post_init__(self) -> None:
+        if not self.finetune_lrs:
+            raise ConfigError("config.eval.finetune_lrs must hold at least one learning rate; got []")
         for key in ("finetune", "linear_batch_norm"):
             value = getattr(self, key)
             if value != "auto" and not isinstance(value, bool):

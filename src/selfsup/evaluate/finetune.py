@@ -115,7 +115,7 @@ def finetune_evaluate(
         train_y: ``[N_train]`` integer labels (any integer values), at least two classes.
         test_x: ``[N_test, *sample_shape]`` raw samples.
         test_y: ``[N_test]`` integer labels; used only for the final accuracy.
-        lrs: candidate AdamW learning rates.
+        lrs: candidate AdamW learning rates (one: used as is, no held-out run).
         epochs: passes over the data per training (raised so that each training takes at least
             ``min_steps`` optimiser steps: on small data sets such as UCR's, a few epochs are a
             handful of steps).
@@ -163,10 +163,13 @@ def finetune_evaluate(
     settings = dict(epochs=epochs, batch_size=int(batch_size), weight_decay=float(weight_decay), seed=seed, device=device)
     fit_sel, val_sel = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
     val_acc: dict[float, float] = {}
-    for lr in lrs:
-        model = _train(encoder, classes.size, tx[fit_sel], y_all[fit_sel], lr, **settings)
-        val_acc[lr] = float((_predict(model, tx[val_sel], device) == y_all[val_sel]).double().mean())
-    best_lr = pick_best(val_acc)
+    if len(lrs) == 1:  # nothing to choose: no held-out run (its val accuracy is NaN)
+        val_acc[lrs[0]] = float("nan")
+    else:
+        for lr in lrs:
+            model = _train(encoder, classes.size, tx[fit_sel], y_all[fit_sel], lr, **settings)
+            val_acc[lr] = float((_predict(model, tx[val_sel], device) == y_all[val_sel]).double().mean())
+    best_lr = pick_best(val_acc) if len(lrs) > 1 else lrs[0]
 
     model = _train(encoder, classes.size, tx, y_all, best_lr, **settings)
     test_pred = classes[_predict(model, vx, device).numpy()]

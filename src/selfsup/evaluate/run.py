@@ -127,6 +127,7 @@ def _add_finetune_and_risk(
     finetune: bool,
     risk: bool,
     pretrained_on_train: bool,
+    finetune_budget: dict[str, Any] | None = None,
 ) -> str:
     """Fine-tune each encoder (not the raw input: a linear model on it is the linear probe) and/or
     decompose each row's linear-probe risk; fills the tables in place and returns a note.
@@ -137,7 +138,10 @@ def _add_finetune_and_risk(
     if finetune:
         train_batch, test_batch = materialize(train), materialize(test)
         for name, encoder in encoders.items():
-            r = finetune_encoder(encoder, train_batch["x"], train_batch["y"], test_batch["x"], test_batch["y"], seed=seed)
+            r = finetune_encoder(
+                encoder, train_batch["x"], train_batch["y"], test_batch["x"], test_batch["y"], seed=seed,
+                **(finetune_budget or {}),
+            )
             results[name]["finetune"] = r.accuracy
             chosen[name]["finetune"] = r.chosen
             details[name]["finetune"] = r.details
@@ -267,6 +271,7 @@ def evaluate_run(
             note += _add_finetune_and_risk(
                 encoders, train, test, features, labels, results, chosen, details, config.train.seed, finetune, risk,
                 pretrained_on_train=data_spec in (None, config.data.name) and data.test is not None,
+                finetune_budget={"epochs": config.eval.finetune_epochs, "lrs": tuple(config.eval.finetune_lrs)},
             )
         if linear_batch_norm and "linear" in probes:
             note += "; linear probe: BatchNorm without affine parameters + SGD (MAE's), lr chosen on a split of train"
