@@ -176,6 +176,17 @@ def test_detect_collapse_thresholds() -> None:
             detect_collapse(_record(30.0, 0.4), **bad)
 
 
+def test_complete_collapse_needs_a_fall_from_the_start() -> None:
+    """A ViT's mean-pooled tokens start near 5% of 1/sqrt(D) and stay there while they learn: low
+    but not fallen, no alarm; a fall to a quarter of the start (or below) is collapse."""
+    low = _record(30.0, 0.04)
+    start = 0.059 / math.sqrt(64)  # vit_tiny at random init on digits
+    assert detect_collapse(low, 0.1, 0.05, initial_std=start) is None
+    assert detect_collapse(_record(30.0, 0.01), 0.1, 0.05, initial_std=start) == "complete"
+    assert detect_collapse(low, 0.1, 0.05, initial_std=0.4 / math.sqrt(64)) == "complete"  # a ResNet's start
+    assert detect_collapse(low, 0.1, 0.05, initial_std=None) == "complete"  # no start known: the threshold alone
+
+
 # ----------------------------------------------------------------------------------------------
 # The EmbeddingMonitor callback
 # ----------------------------------------------------------------------------------------------
@@ -311,6 +322,7 @@ def test_simsiam_with_stop_gradient_does_not_trip_the_alarm(tmp_path: Path) -> N
     metrics = result.metrics
     assert metrics["status"] == "finished" and metrics["epochs_done"] == 5
     settings = {"rank_fraction": 0.1, "std_threshold": 0.05, "stop_on_collapse": True}
+    assert metrics["collapse"].pop("initial_embedding_std") > 0.05  # measured as training started
     assert metrics["collapse"] == {"detected": False, **settings}
     monitors = metrics["monitors"]
     assert [m["epoch"] for m in monitors] == [1, 2, 3, 4, 5]

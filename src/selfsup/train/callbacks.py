@@ -164,12 +164,22 @@ class EmbeddingMonitor(L.Callback):
         self.seed = seed
         self.labels = labels if labels is not None and _probe_ready(labels) else None
         self.records: list[dict[str, float]] = []  # one per monitored epoch, kept in checkpoints
+        # embedding_std of the encoder as training starts (the collapse alarm's reference), kept
+        # in checkpoints so a resumed run compares with the same start.
+        self.initial_std: float | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"records": self.records}
+        return {"records": self.records, "initial_std": self.initial_std}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.records = list(state_dict.get("records", []))
+        self.initial_std = state_dict.get("initial_std")
+
+    @torch.no_grad()
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.initial_std is None and not self.records:
+            embeddings = embed_in_batches(pl_module.method.encoder, self.samples, self.batch_size, pl_module.device)
+            self.initial_std = float(normalized_std(embeddings).mean)
 
     def is_monitored(self, trainer: L.Trainer) -> bool:
         epoch = trainer.current_epoch + 1

@@ -5,7 +5,11 @@ Two failures of joint-embedding methods, told apart by two monitors:
 - **complete collapse**: every input is mapped to (nearly) the same embedding, so the
   per-dimension std of the L2-normalised embeddings goes to 0 (Chen & He 2021, arXiv 2011.10566,
   sec. 4.1, fig. 2: SimSiam without its stop-gradient). Tripped when ``embedding_std * sqrt(D)``,
-  which is about 1 for embeddings spread over the sphere, falls below ``std_threshold``.
+  which is about 1 for embeddings spread over the sphere, falls below ``std_threshold`` *and*
+  ``embedding_std`` has fallen below ``INITIAL_FRACTION`` of its value as training started.
+  The second condition spares encoders that start low: mean-pooled ViT tokens share a large
+  common component (LayerNorm, position embeddings), so a healthy ViT sits near 5% from its
+  random init on; a collapse drives the std towards 0 whatever the start.
 - **dimensional collapse**: the embeddings vary, but only along a few directions (Jing, Vincent,
   LeCun & Tian 2022, "Understanding Dimensional Collapse in Contrastive Self-supervised Learning",
   arXiv 2110.09348). Tripped when RankMe (Garrido et al. 2023, arXiv 2210.02885) falls below
@@ -43,19 +47,28 @@ ADVICE = """What to try:
 See docs/monitoring.md for how to read the monitors."""
 
 
-def detect_collapse(record: dict[str, Any], rank_fraction: float, std_threshold: float) -> str | None:
+# Complete collapse also needs the std to have fallen below this fraction of its starting value.
+INITIAL_FRACTION = 0.25
+
+
+def detect_collapse(
+    record: dict[str, Any], rank_fraction: float, std_threshold: float, initial_std: float | None = None,
+) -> str | None:
     """``"complete"``, ``"dimensional"`` or ``None`` for one :class:`EmbeddingMonitor` record.
 
     Args:
         record: needs ``rankme``, ``embedding_std``, ``embed_dim`` (D) and ``num_samples`` (N).
         rank_fraction: dimensional collapse when ``rankme < rank_fraction * min(N, D)`` (0: off).
-        std_threshold: complete collapse when ``embedding_std * sqrt(D) < std_threshold`` (0: off).
+        std_threshold: complete collapse when ``embedding_std * sqrt(D) < std_threshold`` (0: off)
+            and, when ``initial_std`` (the encoder's ``embedding_std`` as training started) is
+            known, ``embedding_std < INITIAL_FRACTION * initial_std``.
 
     Complete collapse is reported first: it also drives RankMe to about 1.
     """
     check_thresholds(rank_fraction, std_threshold)
     dim, count = int(record["embed_dim"]), int(record["num_samples"])
-    if record["embedding_std"] * math.sqrt(dim) < std_threshold:
+    fell = initial_std is None or record["embedding_std"] < INITIAL_FRACTION * initial_std
+    if record["embedding_std"] * math.sqrt(dim) < std_threshold and fell:
         return "complete"
     if record["rankme"] < rank_fraction * min(dim, count):
         return "dimensional"
@@ -123,6 +136,7 @@ class CollapseAlarm(L.Callback):
         settings = {
             "rank_fraction": self.rank_fraction,
             "std_threshold": self.std_threshold,
+            "initial_embedding_std": self.monitor.initial_std,
             "stop_on_collapse": self.stop,
         }
         if self.detection is None:
@@ -141,7 +155,7 @@ class CollapseAlarm(L.Callback):
         if self.detection is not None or not records or records[-1]["epoch"] != epoch:
             return
         record = records[-1]
-        kind = detect_collapse(record, self.rank_fraction, self.std_threshold)
+        kind = detect_collapse(record, self.rank_fraction, self.std_threshold, self.monitor.initial_std)
         # Every rank computes the same record; agree anyway, so all ranks stop together.
         collapsed = trainer.strategy.reduce_boolean_decision(kind is not None, all=False)
         if not collapsed:
