@@ -42,6 +42,13 @@ class StepContext:
         """``step / total_steps`` in ``[0, 1]``."""
         return min(max(self.step / max(1, self.total_steps), 0.0), 1.0)
 
+    def generator_on(self, device: torch.device) -> torch.Generator:
+        """The run's generator; for a step called without one (tests, direct calls), a generator
+        on ``device`` seeded from the global RNG (so ``torch.manual_seed`` still decides)."""
+        if self.generator is not None:
+            return self.generator
+        return torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**62, (1,))))
+
 
 @dataclass
 class StepOutput:

@@ -39,7 +39,7 @@ from selfsup.errors import ConfigError
 from selfsup.losses.predictive import data2vec_loss, data2vec_targets
 from selfsup.masking import TokenMask, block_mask_2d, random_token_mask, span_mask
 from selfsup.methods.base import Encoder, Method, StepContext, StepOutput, register_method
-from selfsup.methods.ijepa import linear_schedule, merge_rows, step_generator, token_grid
+from selfsup.methods.ijepa import linear_schedule, merge_rows, token_grid
 from selfsup.views import Views
 
 
@@ -203,7 +203,7 @@ class Data2Vec2(Method):
 
         repeated = replace(tokens, x=copies(tokens.x), positions=copies(tokens.positions),
                            padding=None if tokens.padding is None else copies(tokens.padding))
-        generator = step_generator(ctx, x.device)
+        generator = ctx.generator_on(x.device)
         masks = self.masks(N * M, L, generator)
         visible = self.encoder.encode(repeated, keep=masks.keep.repeat_interleave(G, dim=0))
         z, _ = merge_rows(self.encoder.backbone, visible)  # [N * M, L_keep, D]

@@ -93,13 +93,6 @@ class IJEPAConfig:
             )
 
 
-def step_generator(ctx: StepContext, device: torch.device) -> torch.Generator:
-    """The run's generator, or (a step called without one) a generator seeded from the global RNG."""
-    if ctx.generator is not None:
-        return ctx.generator
-    return torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**62, (1,))))
-
-
 def merge_rows(backbone: nn.Module, tokens: Tokens) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One token sequence per sample: ``Tokens.x [N * G, L, D]`` -> ``([N, L, D], padding [N, L] or None)``.
 
@@ -247,7 +240,7 @@ class IJEPA(Method):
         N = x.shape[0]
         tokens = self.online.tokenize(x)  # rows [N * G, L, D]
         G, L = tokens.groups, tokens.x.shape[1]
-        masks = self.masks(N, L, step_generator(ctx, x.device))
+        masks = self.masks(N, L, ctx.generator_on(x.device))
         context = self.online.encode(tokens, keep=masks.context.repeat_interleave(G, dim=0))
         z, context_padding = merge_rows(self.online.backbone, context)  # [N, L_ctx, D]
         with torch.no_grad():

@@ -41,13 +41,6 @@ MaskRatio = Annotated[float, Range(gt=0, lt=1)]  # hide something, keep somethin
 # ----------------------------------------------------------------------------- shared helpers
 
 
-def step_generator(ctx: StepContext, device: torch.device) -> torch.Generator:
-    """The run's generator; outside a run (``ctx.generator`` None) one seeded from the global RNG."""
-    if ctx.generator is not None:
-        return ctx.generator
-    return torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**62, (1,))))
-
-
 def sample_mask(tokens: Tokens, ratio: float, generator: torch.Generator) -> TokenMask:
     """One random token mask per sample (:func:`random_token_mask`), repeated over the sample's
     ``tokens.groups`` rows (its channels) -> ``TokenMask`` over the rows ``[N * groups, L]``."""
@@ -184,7 +177,7 @@ class MAE(Method):
         (x,) = views.global_views[:1]
         tokens = self.encoder.tokenize(x)  # all L tokens, positions added: [N * g, L, D], g rows per sample
         g, L = tokens.groups, tokens.x.shape[1]
-        mask = sample_mask(tokens, self.config.mask_ratio, step_generator(ctx, x.device))
+        mask = sample_mask(tokens, self.config.mask_ratio, ctx.generator_on(x.device))
         visible = self.encoder.encode(tokens, keep=mask.keep)  # the encoder sees the kept tokens only
         keep, hidden = mask.keep[::g], mask.mask[::g]  # per sample (its rows share the mask)
         # The decoder's full sequence: encoded visible tokens back in place, the mask token elsewhere.
@@ -214,5 +207,5 @@ def check_ratio_leaves_tokens(name: str, ratio: float, num_tokens: int) -> None:
 
 __all__ = [
     "MAE", "MAEConfig", "MaskedDecoder", "DecoderConfig", "merge_rows", "merge_values", "sample_mask",
-    "step_generator", "values_per_token",
+    "values_per_token",
 ]

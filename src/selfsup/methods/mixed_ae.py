@@ -37,7 +37,7 @@ from selfsup.errors import ConfigError
 from selfsup.losses.masked import homologous_contrastive_loss, masked_patch_mse
 from selfsup.methods.base import Encoder, Method, StepContext, StepOutput, register_method, split_decay
 from selfsup.methods.mae import (
-    MAE_RUN_DEFAULTS, DecoderConfig, MaskedDecoder, adamw_betas, merge_rows, merge_values, step_generator,
+    MAE_RUN_DEFAULTS, DecoderConfig, MaskedDecoder, adamw_betas, merge_rows, merge_values,
 )
 from selfsup.views import Views
 
@@ -99,7 +99,7 @@ class MixedAE(Method):
         r = min(self.config.mix_size, N)
         G = -(-N // r)  # groups; the last one is filled up with the first samples
         members = (torch.arange(G * r, device=x.device) % N).view(G, r)  # sample of each member
-        assign = mixing_assignment(G, L, r, step_generator(ctx, x.device))  # [G, L], member per position
+        assign = mixing_assignment(G, L, r, ctx.generator_on(x.device))  # [G, L], member per position
         channel = torch.arange(g, device=x.device).view(1, g, 1)
         source_rows = (members.gather(1, assign).unsqueeze(1) * g + channel).reshape(G * g, L)  # [G * g, L]
         position = torch.arange(L, device=x.device).expand(G * g, L)
