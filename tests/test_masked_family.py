@@ -399,3 +399,23 @@ def test_processes_sharing_the_batch_train_as_one(name: str, monkeypatch) -> Non
 
     for one, two in zip(train(1), train(2)):
         assert torch.allclose(one, two, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["mse", "mse_norm", "l1"])
+def test_missing_target_values_give_finite_gradients(loss: str) -> None:
+    """A NaN target (a missing series step) is left out of the loss and of its gradient: a NaN
+    inside the difference would make the gradient NaN even where it is masked out (0 * NaN), as
+    MAE on JapaneseVowels (NaN-padded series) found at its first step."""
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(2, 3, 4, generator=g, requires_grad=True)
+    target = torch.randn(2, 3, 4, generator=g)
+    target[0, 1, 2:] = float("nan")
+    target[1, 2] = float("nan")  # a whole patch missing
+    mask = torch.tensor([[True, True, False], [False, True, True]])
+    fn = {"mse": lambda: masked_patch_mse(pred, target, mask, norm_pix=False),
+          "mse_norm": lambda: masked_patch_mse(pred, target, mask, norm_pix=True),
+          "l1": lambda: masked_patch_l1(pred, target, mask)}[loss]
+    value = fn()
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(pred.grad).all()
+    assert (pred.grad[0, 1, 2:] == 0).all() and (pred.grad[1, 2] == 0).all() and (pred.grad[0, 2] == 0).all()

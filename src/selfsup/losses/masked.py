@@ -41,9 +41,17 @@ def normalize_patches(target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return torch.where(valid, centred / torch.sqrt(var + eps), target)
 
 
-def _masked_patch_mean(errors: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the observed values of each patch, then over the masked patches that have any."""
+def _observed(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(valid, filled)``: where ``target`` is observed, and ``target`` with 0 at missing values.
+
+    The losses subtract ``filled``, never ``target``: a NaN inside the difference would make the
+    gradient NaN even where ``torch.where`` drops the value (``0 * NaN`` in the backward)."""
     valid = ~torch.isnan(target)
+    return valid, torch.where(valid, target, torch.zeros_like(target))
+
+
+def _masked_patch_mean(errors: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the observed (``valid``) values of each patch, then over the masked patches that have any."""
     errors = torch.where(valid, errors, torch.zeros_like(errors))
     count = valid.sum(dim=-1)  # [N, L]
     per_patch = errors.sum(dim=-1) / count.clamp(min=1)  # [N, L]
@@ -72,7 +80,8 @@ def masked_patch_mse(
     _check(pred, target, mask)
     if norm_pix:
         target = normalize_patches(target)
-    return _masked_patch_mean((pred - target).pow(2), target, mask)
+    valid, target = _observed(target)
+    return _masked_patch_mean((pred - target).pow(2), valid, mask)
 
 
 def masked_patch_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -85,7 +94,8 @@ def masked_patch_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     per-patch means).
     """
     _check(pred, target, mask)
-    valid = (~torch.isnan(target)) & mask.unsqueeze(-1)
+    observed, target = _observed(target)
+    valid = observed & mask.unsqueeze(-1)
     errors = torch.where(valid, (pred - target).abs(), torch.zeros_like(pred))
     return errors.sum() / valid.sum().clamp(min=1)
 
