@@ -176,7 +176,8 @@ def table(rows: list[dict], notes: str) -> str:
         f"{VIT_BUDGET['train_subset']:,} training images (`data.train_subset`, seed 0), on which the probes and "
         "fine-tuning are fitted too; the full test set. Every row: the epochs and batch listed, each method's own "
         "published optimiser settings (its `run_defaults`) and views; DINO without local crops. Linear: the method's "
-        "declared probe (BatchNorm + SGD for MAE and Mixed AE, else L-BFGS on standardised features). Fine-tuning: "
+        "declared probe (BatchNorm + SGD for MAE, Mixed AE and data2vec 2.0, else L-BFGS on standardised features). "
+        "Fine-tuning: "
         f"the whole encoder plus a linear head, {VIT_BUDGET['finetune_epochs']} epochs of AdamW at lr "
         f"{VIT_BUDGET['finetune_lr']:g} (one stated budget, no lr choice, to fit the CPU; docs/evaluation.md).",
         "",
