@@ -52,18 +52,6 @@ def sample_mask(tokens: Tokens, ratio: float, generator: torch.Generator) -> Tok
     return TokenMask(*(t.repeat_interleave(g, dim=0) for t in (mask.keep, mask.masked, mask.mask)))
 
 
-def merge_rows(backbone: nn.Module, x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Token rows ``[N * groups, L, D]`` -> one row per sample ``[N, L, D]``.
-
-    Channel-independent series backbones encode each channel as its own row and merge the
-    channels token by token before pooling (``channel_merge``); the masked methods predict from
-    the merged tokens, so the merge the exported representation uses is trained too.
-    """
-    if groups == 1:
-        return x
-    return backbone.merge_groups(x, groups)
-
-
 def merge_values(values: torch.Tensor, groups: int) -> torch.Tensor:
     """Patch values of the rows ``[N * groups, L, P]`` -> per sample ``[N, L, groups * P]`` (channel-major)."""
     if groups == 1:
@@ -181,7 +169,7 @@ class MAE(Method):
         visible = self.encoder.encode(tokens, keep=mask.keep)  # the encoder sees the kept tokens only
         keep, hidden = mask.keep[::g], mask.mask[::g]  # per sample (its rows share the mask)
         # The decoder's full sequence: encoded visible tokens back in place, the mask token elsewhere.
-        z = self.decoder.embed(merge_rows(self.encoder.backbone, visible.x, g))  # [N, L_keep, Dd]
+        z = self.decoder.embed(self.encoder.backbone.merge_groups(visible.x, g))  # [N, L_keep, Dd]
         full = restore(z, keep, L, self.decoder.mask_token)  # [N, L, Dd]
         padding = None if tokens.padding is None else tokens.padding[::g]
         pred = self.decoder(full, tokens.positions[::g], padding)  # [N, L, K]
@@ -206,6 +194,6 @@ def check_ratio_leaves_tokens(name: str, ratio: float, num_tokens: int) -> None:
 
 
 __all__ = [
-    "MAE", "MAEConfig", "MaskedDecoder", "DecoderConfig", "merge_rows", "merge_values", "sample_mask",
+    "MAE", "MAEConfig", "MaskedDecoder", "DecoderConfig", "merge_values", "sample_mask",
     "values_per_token",
 ]

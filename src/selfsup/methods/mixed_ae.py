@@ -37,7 +37,7 @@ from selfsup.errors import ConfigError
 from selfsup.losses.masked import homologous_contrastive_loss, masked_patch_mse
 from selfsup.methods.base import Encoder, Method, StepContext, StepOutput, register_method, split_decay
 from selfsup.methods.mae import (
-    MAE_RUN_DEFAULTS, DecoderConfig, MaskedDecoder, adamw_betas, merge_rows, merge_values,
+    MAE_RUN_DEFAULTS, DecoderConfig, MaskedDecoder, adamw_betas, merge_values,
 )
 from selfsup.views import Views
 
@@ -106,7 +106,7 @@ class MixedAE(Method):
         padding = None if tokens.padding is None else tokens.padding[source_rows, position]
         mixed = Tokens(tokens.x[source_rows, position], tokens.positions[source_rows, position], padding, groups=g)
         encoded = self.encoder.encode(mixed)  # [G * g, L, D]: every position of the mixed sequences
-        merged = merge_rows(self.encoder.backbone, encoded.x, g)  # [G, L, D], a sample's rows share positions
+        merged = self.encoder.backbone.merge_groups(encoded.x, g)  # [G, L, D], a sample's rows share positions
 
         # Unmixing: member j of a group keeps the positions it owns, the mask token elsewhere.
         own = assign.unsqueeze(1) == torch.arange(r, device=x.device).view(1, r, 1)  # [G, r, L]

@@ -25,7 +25,7 @@ from selfsup.backbones.tokens import make_mask_token
 from selfsup.losses.masked import masked_patch_l1
 from selfsup.methods.base import Encoder, Method, StepContext, StepOutput, register_method, split_decay
 from selfsup.methods.mae import (
-    MaskRatio, adamw_betas, check_ratio_leaves_tokens, merge_rows, merge_values, sample_mask,
+    MaskRatio, adamw_betas, check_ratio_leaves_tokens, merge_values, sample_mask,
     values_per_token,
 )
 from selfsup.views import Views
@@ -70,7 +70,7 @@ class SimMIM(Method):
         mask = sample_mask(tokens, self.config.mask_ratio, ctx.generator_on(x.device))
         # Every position is encoded; the hidden ones hold the mask token and their position embedding.
         encoded = self.encoder.encode(tokens, mask=mask.mask, mask_token=self.mask_token)  # [N * g, L, D]
-        pred = self.head(merge_rows(self.encoder.backbone, encoded.x, g))  # [N, L, K]
+        pred = self.head(self.encoder.backbone.merge_groups(encoded.x, g))  # [N, L, K]
         hidden = mask.mask[::g]  # [N, L], shared by a sample's rows
         loss = masked_patch_l1(pred, merge_values(self.encoder.patchify(x), g), hidden)
         embeddings = self.encoder.backbone.pool(encoded).detach()  # [N, D], the masked input's features
