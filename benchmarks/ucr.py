@@ -57,6 +57,7 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
     from selfsup.evaluate.run import evaluate_run
     from selfsup.train.runner import pretrain
 
+    from selfsup.data.modalities import get_modality
     from selfsup.methods import METHODS
 
     spec = f"{ARCHIVE.get(dataset, 'ucr')}:{dataset}"
@@ -64,10 +65,9 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
     values = train.x.numel()
     backbone, params = "ts2vec_encoder", {}
     if "tokens" in METHODS.get(method).requires:
-        # Masked methods need tokens: the patch transformer, with non-overlapping patches sized
-        # for about 32 tokens per series (12 on ItalyPowerDemand's 24 steps, 32 on ACSF1's 1,460).
-        patch = max(2, math.ceil(train.x.shape[-1] / 32))
-        backbone, params = "patch_transformer", {"patch_len": patch, "stride": patch}
+        # Masked methods need tokens: what --backbone auto gives them, the patch transformer with
+        # non-overlapping patches sized for about 32 tokens per series.
+        backbone, params = get_modality(train.modality).token_backbone(tuple(train.sample_shape))
     iterations = 200 if values <= 100_000 else 600
     steps_per_epoch = max(1, len(train) // BATCH)
     epochs = math.ceil(iterations / steps_per_epoch)
