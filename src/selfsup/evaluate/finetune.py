@@ -162,14 +162,14 @@ def finetune_evaluate(
     epochs = max(int(epochs), math.ceil(int(min_steps) / steps_per_epoch))
     settings = dict(epochs=epochs, batch_size=int(batch_size), weight_decay=float(weight_decay), seed=seed, device=device)
     fit_sel, val_sel = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
-    val_acc: dict[float, float] = {}
     if len(lrs) == 1:  # nothing to choose: no held-out run (its val accuracy is NaN)
-        val_acc[lrs[0]] = float("nan")
+        best_lr, val_acc = lrs[0], {lrs[0]: float("nan")}
     else:
+        val_acc = {}
         for lr in lrs:
             model = _train(encoder, classes.size, tx[fit_sel], y_all[fit_sel], lr, **settings)
             val_acc[lr] = float((_predict(model, tx[val_sel], device) == y_all[val_sel]).double().mean())
-    best_lr = pick_best(val_acc) if len(lrs) > 1 else lrs[0]
+        best_lr = pick_best(val_acc)
 
     model = _train(encoder, classes.size, tx, y_all, best_lr, **settings)
     test_pred = classes[_predict(model, vx, device).numpy()]

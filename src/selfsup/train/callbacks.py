@@ -178,8 +178,7 @@ class EmbeddingMonitor(L.Callback):
     @torch.no_grad()
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.initial_std is None and not self.records:
-            embeddings = embed_in_batches(pl_module.method.encoder, self.samples, self.batch_size, pl_module.device)
-            self.initial_std = float(normalized_std(embeddings).mean)
+            self.initial_std = float(normalized_std(self._embeddings(pl_module)).mean)
 
     def is_monitored(self, trainer: L.Trainer) -> bool:
         epoch = trainer.current_epoch + 1
@@ -197,8 +196,7 @@ class EmbeddingMonitor(L.Callback):
     @torch.no_grad()
     def measure(self, pl_module: L.LightningModule) -> dict[str, float]:
         """Every signal of one monitored epoch, from the module's encoder and view generator."""
-        encoder, device = pl_module.method.encoder, pl_module.device
-        embeddings = embed_in_batches(encoder, self.samples, self.batch_size, device)
+        embeddings = self._embeddings(pl_module)
         view1, view2 = self._view_embeddings(pl_module)
         std = normalized_std(embeddings)
         out = {
@@ -214,6 +212,10 @@ class EmbeddingMonitor(L.Callback):
         if self.labels is not None:
             out.update(online_probes(embeddings, self.labels, seed=self.seed))
         return out
+
+    def _embeddings(self, pl_module: L.LightningModule) -> torch.Tensor:
+        """Embeddings ``[N, D]`` of the monitored samples by the module's encoder (in eval mode)."""
+        return embed_in_batches(pl_module.method.encoder, self.samples, self.batch_size, pl_module.device)
 
     def _view_embeddings(self, pl_module: L.LightningModule) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings ``[N, D]`` of two views of every monitored sample, from a fixed seed."""

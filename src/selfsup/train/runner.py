@@ -606,12 +606,13 @@ def _strategy(name: str) -> Any:
 
 def _check_hardware(cfg: Any) -> None:
     """An accelerator, a compiler or a strategy the machine does not have is one line, before any data is read."""
-    if cfg.strategy == "fsdp" and (cfg.accelerator == "cpu" or not torch.cuda.is_available()):
+    on_cuda = cfg.accelerator != "cpu" and torch.cuda.is_available()
+    if cfg.strategy == "fsdp" and not on_cuda:
         raise ConfigError(
             "train.strategy=fsdp shards the model over GPUs, and this run has none; use --set train.strategy=auto "
             "(DDP: every process holds the whole model)"
         )
-    if cfg.compile and (cfg.accelerator == "cpu" or not torch.cuda.is_available()) and not _cpp_compiler():
+    if cfg.compile and not on_cuda and not _cpp_compiler():
         raise ConfigError(
             "train.compile on a CPU needs a C++ compiler (torch.compile generates C++), and none was found "
             "(g++, c++ or clang++ on PATH, or $CXX); install one (apt-get install g++) or drop train.compile"
