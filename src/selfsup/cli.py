@@ -223,7 +223,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1; got {args.batch_size}")
     config, method, _ = load_run(args.run_dir)
-    data = load_dataset(args.data, skip_bad_files=args.skip_bad_files, options=config.data.params)
+    data = load_dataset(
+        args.data, skip_bad_files=args.skip_bad_files, options=config.data.params, reference=method.encoder.data_info,
+    )
     parts = {"train": [data.train], "test": [data.test] if data.test else [], "all": [data.train] + ([data.test] if data.test else [])}[args.split]
     if not parts:
         raise DataError(f"{args.data} has no test split; use --split train or --split all")

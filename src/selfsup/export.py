@@ -99,6 +99,7 @@ class StandaloneEncoder(nn.Module):
         self.input_dtype = input_dtype
         self.embed_dim: int = int(encoder.embed_dim)
         self.modality: str | None = encoder.modality_name
+        self.data_info: dict[str, Any] | None = encoder.data_info
 
     @property
     def mean(self) -> torch.Tensor:
@@ -190,7 +191,9 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> nn.Mo
     input_shape = tuple(contract_input["shape"][1:])
     standardization = contract["standardization"]
     placeholder = torch.zeros(standardization["stat_shape"])
-    encoder = build_encoder(config, input_shape, placeholder, placeholder + 1, contract.get("modality"))
+    encoder = build_encoder(
+        config, input_shape, placeholder, placeholder + 1, contract.get("modality"), contract.get("data_info"),
+    )
     try:
         state = safetensors_torch.load_file(str(path))
     except Exception as error:  # a truncated or foreign file
@@ -243,7 +246,9 @@ def _input_dtype(config: RunConfig, meta: dict[str, Any], override: str | None) 
     if meta.get("input_dtype"):
         return str(meta["input_dtype"]).removeprefix("torch.")
     try:
-        data = load_dataset(config.data.name, skip_bad_files=True, options=config.data.params)
+        data = load_dataset(
+            config.data.name, skip_bad_files=True, options=config.data.params, reference=meta.get("data_info"),
+        )
         first = data.train.subset(list(range(min(8, len(data.train)))))  # a few, in case one is unreadable
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a skipped file here is not news: training reported it
@@ -461,6 +466,9 @@ def _to_float_text(modality: str | None, dtype: str) -> str:
     """How raw values become floats, in words (the modality's ``to_float``)."""
     if modality == "image" and dtype == "uint8":
         return "float32(x) / 255"
+    if modality == "table":
+        return ("float32(x): numeric columns as numbers, categorical ones as the index in data_info's vocabulary; "
+                "NaN marks a missing value; (x - mean) / std applies to numeric columns only")
     if modality in ("image", "vector", "timeseries"):
         return "float32(x)" + ("; NaN marks a missing value" if modality == "timeseries" else "")
     return f"the to_float of selfsup's modality {modality!r}"
@@ -490,6 +498,7 @@ def _contract(
         "output": {"name": OUTPUT_NAME, "shape": [None, model.embed_dim], "dtype": "float32"},
         "embed_dim": model.embed_dim,
         "modality": model.modality,
+        "data_info": model.data_info,  # a table's schema: column types and category vocabularies
         "standardization": {
             "in_file": in_file,  # False: load_exported applies it (the mean/std buffers are in the state dict)
             "formula": "(to_float(x) - mean) / std",

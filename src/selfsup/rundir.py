@@ -9,6 +9,7 @@ Run directory::
       metrics.json           loss per step, monitors per epoch, evaluation results
       training.png           training curve, RankMe, singular-value spectrum
       logs/metrics.csv       CSV log of every logged scalar, append-only (a session column per start/resume)
+      schema.json            the data's schema, for tables (column types, vocabularies; the checkpoint holds it too)
       .lock                  held by the process training (or evaluating) the run; who, since when
 
 This module sits above ``methods`` and ``data`` and below ``evaluate`` and ``train``, so both can
@@ -32,7 +33,7 @@ from selfsup.config import OneOf, RunConfig
 from selfsup.core.io import write_atomic
 from selfsup.data.base import SampleSource
 from selfsup.data.loader import iterate
-from selfsup.data.modalities import get_modality
+from selfsup.data.modalities import Modality, get_modality
 from selfsup.errors import ConfigError, DataError
 from selfsup.methods import METHODS, create_method
 from selfsup.methods.base import Encoder, Method
@@ -44,6 +45,7 @@ PREVIOUS_CHECKPOINT = "checkpoints/previous.ckpt"  # the one before last.ckpt, k
 # copy of the run's config. load_run reads both (format 1 when its weights still fit the model).
 FORMAT_VERSION = 2
 METRICS_FILE = "metrics.json"
+SCHEMA_FILE = "schema.json"  # the data's schema (tables), for people: the checkpoint holds the copy used
 STATISTICS_SAMPLES = 10_000  # input statistics come from at most this many samples (a fixed subset)
 
 
@@ -65,23 +67,39 @@ def input_statistics(
 
 def build_method(
     config: RunConfig, input_shape: tuple[int, ...], mean: torch.Tensor, std: torch.Tensor, modality: str | None = None,
+    data_info: dict[str, Any] | None = None,
 ) -> Method:
     """Backbone -> encoder (the modality's standardisation) -> method, as ``config`` says."""
-    encoder = build_encoder(config, input_shape, mean, std, modality)
+    encoder = build_encoder(config, input_shape, mean, std, modality, data_info)
     return create_method(config.method.name, encoder, **config.method.params)
 
 
 def build_encoder(
     config: RunConfig, input_shape: tuple[int, ...], mean: torch.Tensor, std: torch.Tensor, modality: str | None = None,
+    data_info: dict[str, Any] | None = None,
 ) -> Encoder:
     """The config's backbone behind the modality's standardisation (``mean``, ``std``), pooled as
     the method declares where the config leaves the backbone's ``pool`` unset (a run's resolved
-    config has it written out, so a reloaded run keeps the pooling it was trained with)."""
+    config has it written out, so a reloaded run keeps the pooling it was trained with), with the
+    params the data decides (:func:`data_backbone_params`)."""
     params = config.backbone.params
     if config.method.name in METHODS:
         params = method_backbone_params(METHODS.get(config.method.name), config.backbone.name, params)
+    params = data_backbone_params(get_modality(modality, data_info), config.backbone.name, params)
     backbone = create_backbone(config.backbone.name, tuple(input_shape), **params)
-    return Encoder(backbone, mean, std, input_shape, modality)
+    return Encoder(backbone, mean, std, input_shape, modality, data_info)
+
+
+def data_backbone_params(modality: Modality, backbone: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the modality's :meth:`~selfsup.data.modalities.Modality.backbone_inputs`
+    (a table's ``cardinalities``) filled in where the backbone's config has the field and
+    ``params`` leave it unset."""
+    offered = modality.backbone_inputs()
+    config_cls = getattr(BACKBONES.get(backbone), "Config", None) if backbone in BACKBONES else None
+    if not offered or config_cls is None or not dataclasses.is_dataclass(config_cls):
+        return dict(params)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    return {**{k: v for k, v in offered.items() if k in fields and k not in params}, **params}
 
 
 POOLINGS = ("mean", "cls")  # the values of Method.probe_pooling besides None
@@ -256,7 +274,9 @@ def load_run(run_dir: str | Path, map_location: str | torch.device = "cpu") -> t
     placeholder = torch.zeros(meta["stat_shape"])
     state = {k.removeprefix("method."): v for k, v in checkpoint["state_dict"].items() if k.startswith("method.")}
     try:
-        method = build_method(config, tuple(meta["input_shape"]), placeholder, placeholder + 1, meta.get("modality"))
+        method = build_method(
+            config, tuple(meta["input_shape"]), placeholder, placeholder + 1, meta.get("modality"), meta.get("data_info"),
+        )
         method.load_state_dict(state)
     except (RuntimeError, ConfigError, ValueError) as error:
         reason = str(error).strip().splitlines()[0]

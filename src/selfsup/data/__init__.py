@@ -25,6 +25,7 @@ from selfsup.data.base import ArrayDataset, Batch, DatasetSplits, SampleSource
 from selfsup.data.builtin import DATASETS
 from selfsup.data.idx import load_idx_folder, parse_idx_spec
 from selfsup.data.loader import check_batch, iterate, make_loader, materialize
+from selfsup.data.table import TABLE_EXTENSIONS, TableSource, load_table
 from selfsup.data.modalities import MODALITIES, Modality, get_modality, list_modalities, register_modality
 from selfsup.data.files import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, load_arrays, load_image_folder
 from selfsup.data.timeseries import (
@@ -35,7 +36,8 @@ from selfsup.errors import ConfigError, DataError
 _FORMS = (
     "a directory of images, a .npy/.npz file, 'folder:PATH', 'arrays:PATH' or 'idx:DIR' (MNIST-format files); for time series "
     "'ucr:NAME' (shipped: " + ", ".join(n.split(":", 1)[1] for n in list_timeseries_datasets()) + "), "
-    "a .ts/.csv/.tsv file or 'series:PATH' (.npy/.npz [N, T] or [N, C, T])"
+    "a .ts/.csv/.tsv file or 'series:PATH' (.npy/.npz [N, T] or [N, C, T]); for tables 'table:PATH' "
+    "(.csv/.tsv/.parquet)"
 )
 
 
@@ -61,15 +63,32 @@ class DataOptions:
             (default: the most common size in the folder).
         train_subset: use only this many training samples, a fixed random subset (quick
             experiments, benchmarks on a budget); None: all of them.
+        label, categorical, numeric, ignore, id: tables only (``table:PATH``): the label
+            column; columns read as categorical / numeric whatever their values look like;
+            columns left out; the column whose values name the samples (left out of the
+            features). See :mod:`selfsup.data.table`.
     """
 
     image_size: Any = None
+    # Tables (table:PATH): the label column, type overrides, columns left out, the id column.
+    label: str | None = None
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    id: str | None = None
     # Pretrain and fit the probes on a fixed random subset of this many training samples (the
     # same for every run: drawn with seed 0, kept in file order); the test split stays whole.
     train_subset: Annotated[int, Range(ge=2)] | None = None
 
     def __post_init__(self) -> None:
         coerce_optional(self, "train_subset")
+        for key in ("label", "id"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                setattr(self, key, str(value))  # a column named 3 in YAML
+        for key in ("categorical", "numeric", "ignore"):
+            value = getattr(self, key)
+            setattr(self, key, tuple(str(v) for v in ([value] if isinstance(value, str) else value)))
         size = self.image_size
         pair = isinstance(size, (list, tuple))
         sides = list(size) if pair else [size]
@@ -87,6 +106,7 @@ def data_options(params: dict[str, Any] | None) -> DataOptions:
 
 def load_dataset(
     spec: str | os.PathLike[str], skip_bad_files: bool = False, options: DataOptions | dict[str, Any] | None = None,
+    reference: dict[str, Any] | None = None,
 ) -> DatasetSplits:
     """Load a dataset from a spec and return its train (and, when there is one, test) split.
 
@@ -100,9 +120,19 @@ def load_dataset(
     a ``.npy``/``.npz`` file as arrays, a ``.ts``/``.csv``/``.tsv`` file as time series). Write
     ``./digits`` to read a local folder that shares a built-in name. ``skip_bad_files`` only
     applies to image folders; ``options`` are the data component's (:class:`DataOptions`).
+    ``"table:PATH"`` (or a bare ``.parquet`` path) reads a table (:func:`load_table`);
+    ``reference``: the ``data_info`` of a trained run, so its data is read as the run's was
+    (a table's schema; ignored by data that has none).
     """
     opts = options if isinstance(options, DataOptions) else data_options(options)
-    splits = _load_spec(spec, skip_bad_files, opts)
+    splits = _load_spec(spec, skip_bad_files, opts, reference)
+    if splits.train.modality != "table":
+        given = [k for k in ("label", "categorical", "numeric", "ignore", "id") if getattr(opts, k)]
+        if given:
+            raise ConfigError(
+                f"data.{given[0]} applies to tables, and {spec} is {splits.train.modality} data; "
+                "read a CSV as a table with --data table:PATH"
+            )
     n = opts.train_subset
     if n is not None and n < len(splits.train):
         chosen = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))[:n].sort().values
@@ -110,8 +140,19 @@ def load_dataset(
     return splits
 
 
-def _load_spec(spec: str | os.PathLike[str], skip_bad_files: bool, opts: DataOptions) -> DatasetSplits:
+def _load_table(path: Path, opts: DataOptions, reference: dict[str, Any] | None) -> DatasetSplits:
+    return load_table(
+        path, label=opts.label, categorical=opts.categorical, numeric=opts.numeric, ignore=opts.ignore,
+        id_column=opts.id, reference=reference if reference and reference.get("kind") == "table" else None,
+    )
+
+
+def _load_spec(
+    spec: str | os.PathLike[str], skip_bad_files: bool, opts: DataOptions, reference: dict[str, Any] | None = None,
+) -> DatasetSplits:
     if isinstance(spec, os.PathLike):
+        if Path(spec).suffix.lower() in (".parquet", ".pq"):
+            return _load_table(Path(spec).expanduser(), opts, reference)
         return _load_path(Path(spec).expanduser(), str(spec), skip_bad_files, opts)
     if not isinstance(spec, str):
         raise ConfigError(f"a dataset spec must be a string or a path, got {type(spec).__name__}")
@@ -127,6 +168,10 @@ def _load_spec(spec: str | os.PathLike[str], skip_bad_files: bool, opts: DataOpt
             raise ConfigError(f"dataset spec {spec!r} has no path after '{prefix}:'")
         target = Path(rest.strip()).expanduser()
         return load_image_folder(target, skip_bad_files, opts.image_size) if prefix.lower() == "folder" else load_arrays(target)
+    if sep and prefix.lower() == "table":
+        if not rest.strip():
+            raise ConfigError(f"dataset spec {spec!r} has no path after 'table:'")
+        return _load_table(Path(rest.strip()).expanduser(), opts, reference)
     if sep and prefix.lower() == "idx":
         return parse_idx_spec(rest)
     if sep and prefix.lower() == "series":
@@ -141,6 +186,8 @@ def _load_spec(spec: str | os.PathLike[str], skip_bad_files: bool, opts: DataOpt
         if _looks_like_path(name) or Path(name).expanduser().is_dir():
             return load_series(Path(name).expanduser())
         return load_ucr(name)
+    if Path(text).suffix.lower() in (".parquet", ".pq"):
+        return _load_table(Path(text).expanduser(), opts, reference)
     return _load_path(Path(text).expanduser(), text, skip_bad_files, opts)
 
 
@@ -178,5 +225,5 @@ __all__ = [
     "materialize", "check_batch", "Modality", "MODALITIES", "get_modality", "list_modalities", "register_modality",
     "load_idx_folder", "DATASETS", "load_dataset", "list_datasets", "list_timeseries_datasets",
     "load_image_folder", "load_arrays", "load_series", "load_ucr", "observed_mask", "fill_missing",
-    "IMAGE_EXTENSIONS",
+    "IMAGE_EXTENSIONS", "load_table", "TableSource", "TABLE_EXTENSIONS",
 ]

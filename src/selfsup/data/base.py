@@ -89,6 +89,9 @@ class SampleSource(torch.utils.data.Dataset):
             name), or ``None`` for unlabeled data.
         in_memory: the samples are in memory or memory-mapped (no decoding: worker processes
             would only add overhead).
+        data_info: what the modality needs to know beyond shapes, JSON-able (a table's schema:
+            column types and vocabularies), stored with a run so new data is read the same way;
+            None for most data.
     """
 
     name: str
@@ -96,6 +99,7 @@ class SampleSource(torch.utils.data.Dataset):
     class_names: list[str] | None = None
     labels: torch.Tensor | None = None
     in_memory: bool = False
+    data_info: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -133,7 +137,7 @@ class Subset(SampleSource):
         self.parent = parent
         self.indices = indices
         self.name, self.modality, self.class_names = parent.name, parent.modality, parent.class_names
-        self.in_memory = parent.in_memory
+        self.in_memory, self.data_info = parent.in_memory, parent.data_info
         self.labels = None if parent.labels is None else parent.labels[indices]
 
     def __len__(self) -> int:

@@ -569,6 +569,9 @@ def _read_table(path: Path, delimiter: str, label_first: bool) -> tuple[np.ndarr
                     f"(empty, NaN or ? for a missing value)"
                     + ("" if label_first or columns is not None else
                        f"; a label column needs a header row naming it {'/'.join(LABEL_HEADERS)}")
+                    + ("" if columns is None else
+                       f". If {path.name} is a table (one sample per row, named columns), read it as one with "
+                       f"--data table:{path}")
                 ) from None
         values.append(series)
 

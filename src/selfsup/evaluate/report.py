@@ -89,7 +89,10 @@ def write_report(run_dir: str | Path, data_spec: str | None = None, max_points: 
     run_dir = Path(run_dir)
     config, method, _ = load_run(run_dir)  # clear errors for a missing or incomplete run directory
     metrics = read_metrics(run_dir)
-    data = load_dataset(data_spec or config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params)
+    data = load_dataset(
+        data_spec or config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params,
+        reference=method.encoder.data_info,
+    )
     check_same_shape(method, data.train, "report")
 
     x, labels = sample_for_plots(data, max_points, config.train.seed)

@@ -53,7 +53,9 @@ def random_init_method(config: RunConfig, like: Method) -> Method:
     """The same architecture as ``like``, freshly initialised with the run's seed."""
     torch.manual_seed(config.train.seed)
     encoder = like.encoder
-    return build_method(config, encoder.input_shape, encoder.mean, encoder.std, encoder.modality_name).eval()
+    return build_method(
+        config, encoder.input_shape, encoder.mean, encoder.std, encoder.modality_name, encoder.data_info,
+    ).eval()
 
 
 def evaluation_groups(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
@@ -214,7 +216,10 @@ def evaluate_run(
     if method is None or config is None:
         config, method, _ = load_run(run_dir)
     if data is None or data_spec is not None:
-        data = load_dataset(data_spec or config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params)
+        data = load_dataset(
+            data_spec or config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params,
+            reference=method.encoder.data_info,
+        )
     check_same_shape(method, data.train, "evaluate")
     probes = tuple(probes or config.eval.probes)
     check_probe_names(probes)  # the run's own eval.probes too, before any embedding

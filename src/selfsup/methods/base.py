@@ -82,14 +82,15 @@ class Encoder(nn.Module):
 
     def __init__(
         self, backbone: nn.Module, mean: torch.Tensor, std: torch.Tensor, input_shape: tuple[int, ...],
-        modality: str | None = None,
+        modality: str | None = None, data_info: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.embed_dim: int = backbone.embed_dim
         self.input_shape = tuple(input_shape)
         self.modality_name = modality
-        self.modality = get_modality(modality)
+        self.data_info = data_info  # the source's (a table's schema), stored in the run's checkpoint
+        self.modality = get_modality(modality, data_info)
         self.register_buffer("mean", mean.clone().float())
         self.register_buffer("std", std.clone().float())
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -41,8 +42,8 @@ from selfsup.evaluate.run import evaluate_run
 from selfsup.methods import METHODS
 from selfsup.methods.base import Method
 from selfsup.rundir import (  # noqa: F401  (re-exported: the run directory's API as before)
-    CHECKPOINT, CONFIG_FILE, FORMAT_VERSION, METRICS_FILE, build_method, checkpoint_config, checkpoint_path,
-    config_differences, input_statistics, load_run, load_run_config, method_backbone_params, read_checkpoint,
+    CHECKPOINT, CONFIG_FILE, FORMAT_VERSION, METRICS_FILE, SCHEMA_FILE, build_method, checkpoint_config, checkpoint_path,
+    config_differences, data_backbone_params, input_statistics, load_run, load_run_config, method_backbone_params, read_checkpoint,
     write_metrics,
 )
 from selfsup.train.callbacks import AtomicCheckpoint, EmbeddingMonitor, History
@@ -93,13 +94,15 @@ def apply_method_defaults(config: RunConfig) -> tuple[RunConfig, list[str]]:
 
 def resolve_config(
     config: RunConfig, modality: str | None = None, sample_shape: tuple[int, ...] | None = None,
+    data_info: dict[str, Any] | None = None,
 ) -> RunConfig:
     """Fill every component's params with its defaults (validating them) so runs are reproducible.
 
     The views and an ``"auto"`` backbone are resolved only once the data's ``modality`` is known
     (``"auto"`` picks the modality's default backbone: resnet_tiny for images, mlp for vectors,
     ts2vec_encoder for series; for a method that needs tokens, the modality's token backbone,
-    sized for ``sample_shape``: vit_tiny for images, patch_transformer for series).
+    sized for ``sample_shape``: vit_tiny for images, patch_transformer for series). ``data_info``
+    (the source's: a table's schema) fills the backbone params the data decides.
     """
     out = RunConfig.from_dict(config.to_dict())
     out.data = ComponentConfig(config.data.name, to_plain(data_options(config.data.params)))
@@ -120,6 +123,8 @@ def resolve_config(
             user_params = {**sized, **user_params}
     if name is not None:
         params = method_backbone_params(method, name, user_params)
+        if modality is not None:  # what the data decides (a table's category counts), written out
+            params = data_backbone_params(get_modality(modality, data_info), name, params)
         out.backbone = _resolved(ComponentConfig(name, params), BACKBONES.get(name), "backbone")
     out.method = _resolved(config.method, method, "method")
     if modality is not None:
@@ -294,7 +299,7 @@ def _restart_or_refuse(run_dir: Path) -> bool:
 
 def _refuse_foreign(run_dir: Path) -> None:
     """One line when an existing, non-empty ``run_dir`` holds anything but a run's own files."""
-    ours = {CONFIG_FILE, METRICS_FILE, "logs", "checkpoints", LOCK_FILE, "training.png", "report.html", "report"}
+    ours = {CONFIG_FILE, METRICS_FILE, SCHEMA_FILE, "logs", "checkpoints", LOCK_FILE, "training.png", "report.html", "report"}
     others = sorted(p.name for p in run_dir.iterdir() if p.name not in ours and not p.name.startswith("."))
     if not (run_dir / CONFIG_FILE).is_file() or others:
         raise ConfigError(
@@ -350,7 +355,7 @@ def _train(
         print(f"warning: {slow}", file=sys.stderr)
     data = load_dataset(config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params)
     train = data.train
-    config = resolve_config(config, train.modality, tuple(train.sample_shape))
+    config = resolve_config(config, train.modality, tuple(train.sample_shape), train.data_info)
     cfg = config.train
     if cfg.batch_size > len(train):
         raise ConfigError(
@@ -361,7 +366,7 @@ def _train(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # An unreadable file met here already stops the run (or is skipped), before training starts.
     mean, std = input_statistics(train, seed=cfg.seed, skip_bad_files=config.skip_bad_files)
-    method = build_method(config, train.sample_shape, mean, std, train.modality)
+    method = build_method(config, train.sample_shape, mean, std, train.modality, train.data_info)
     views = create_views(config.views.name, train.modality, config.views.params)
     _check_views(views, train, method, config)
     if method.requires_labels and train.labels is None:
@@ -379,6 +384,8 @@ def _train(
     try:
         if not resume:
             write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+            if train.data_info is not None:  # for people; the checkpoint holds the copy runs are rebuilt from
+                write_atomic(run_dir / SCHEMA_FILE, json.dumps(train.data_info, indent=1))
         return _fit(config, run_dir, resume, callbacks, evaluate, requests, data, method, views, mean)
     except BaseException:
         if created and checkpoint_path(run_dir) is None and not (run_dir / METRICS_FILE).exists():
@@ -415,6 +422,7 @@ def _fit(
         "input_dtype": str(monitored["x"].dtype).removeprefix("torch."),  # raw samples, as the loaders give them
         "stat_shape": list(mean.shape),
         "modality": train.modality,
+        "data_info": train.data_info,
         "config": config.to_dict(),
     }
     history = History()

@@ -3,9 +3,10 @@
 A modality owns everything that depends on what a sample *is*: how samples are collated into a
 :class:`~selfsup.data.base.Batch`, how raw samples become floats on the device, the input
 statistics and the standardisation the encoder applies, the raw-input baseline's features
-``[N, F]``, and the default views and backbone. Nothing outside these files branches on tensor
-rank. A new modality is one new file here (or a class registered with ``@register_modality``
-from anywhere, e.g. a test module) and touches nothing else.
+``[N, F]`` (and the gradient-boosted-trees baseline's), and the default views and backbone.
+Nothing outside these files branches on tensor rank. A new modality is one new file here (or a
+class registered with ``@register_modality`` from anywhere, e.g. a test module) and touches
+nothing else.
 """
 
 from __future__ import annotations
@@ -30,10 +31,24 @@ class Modality:
             (images: ``(0, 2, 3)``, one mean per channel); the others are kept, so mean and std
             broadcast over one sample.
         unbiased_std: divide by ``n - 1`` (``False``: by ``n``, as TS2Vec's protocol for series).
+        tree_baseline: samples are flat feature vectors, so ``eval.trees: auto`` puts the
+            gradient-boosted-trees baseline (:meth:`tree_features`) beside the probes; False
+            where trees on the raw values say little (pixels, time steps).
     """
 
     default_views: ClassVar[str] = "vector"
     default_backbone: ClassVar[str] = "mlp"
+
+    def __init__(self, info: dict[str, Any] | None = None) -> None:
+        # What a source knows about its data beyond shapes (a table's schema: column types and
+        # vocabularies), stored with the run; None for modalities that need nothing more.
+        self.info = info
+
+    def backbone_inputs(self) -> dict[str, Any]:
+        """Backbone params this data decides (a table's categorical columns' sizes,
+        ``cardinalities``): a backbone whose config has a field of that name, left unset by the
+        user, gets the value when the run is resolved. The default: none."""
+        return {}
 
     def token_backbone(self, sample_shape: tuple[int, ...] | None) -> tuple[str, dict[str, Any]] | None:
         """The backbone (name, params) an ``auto`` run of a method that needs tokens gets, sized
@@ -41,6 +56,7 @@ class Modality:
         return None
     stat_dims: ClassVar[tuple[int, ...]] = (0,)
     unbiased_std: ClassVar[bool] = True
+    tree_baseline: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -96,6 +112,12 @@ class Modality:
         """The raw-input baseline's features ``[N, F]`` from float samples (and their standardised form)."""
         return x.flatten(1)
 
+    def tree_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[bool] | None]:
+        """The gradient-boosted-trees baseline's features ``[N, F]`` from float samples (``to_float``
+        output, NaN for a missing value) and which of the ``F`` columns are categorical (None:
+        none). Here the flattened samples, NaN kept: the trees route missing values themselves."""
+        return x.flatten(1), None
+
 
 MODALITIES: Registry[type[Modality]] = Registry("modality")
 
@@ -103,9 +125,10 @@ MODALITIES: Registry[type[Modality]] = Registry("modality")
 register_modality = MODALITIES.register  # @register_modality("name") on a Modality subclass
 
 
-def get_modality(name: str | None) -> Modality:
-    """An instance of the modality ``name`` (``None``: the generic base, one float tensor per sample)."""
-    return Modality() if name is None else MODALITIES.get(name)()
+def get_modality(name: str | None, info: dict[str, Any] | None = None) -> Modality:
+    """An instance of the modality ``name`` (``None``: the generic base, one float tensor per
+    sample) for data described by ``info`` (a source's ``data_info``; see :class:`Modality`)."""
+    return Modality(info) if name is None else MODALITIES.get(name)(info)
 
 
 def list_modalities() -> list[str]:
