@@ -24,6 +24,7 @@ is categorical (text, booleans); ``data.numeric`` / ``data.categorical`` overrid
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import warnings
@@ -81,10 +82,17 @@ def _read_frame(path: Path) -> Any:
             return pd.read_parquet(path)
         except Exception as error:  # pyarrow raises its own types for a damaged file
             raise DataError(f"{path} is not a readable Parquet file ({str(error).splitlines()[0]})") from None
+    sep = "\t" if suffix == ".tsv" else ","
     try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle, delimiter=sep), [])
+        names = [c.strip() for c in header]
+        duplicated = sorted({c for c in names if names.count(c) > 1})
+        if duplicated:  # pandas would rename the second one silently
+            raise DataError(f"{path} has two columns named {duplicated[0]!r}; give every column its own name")
         return pd.read_csv(
-            path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False,
-            na_values=list(MISSING_CELLS), skipinitialspace=True, encoding="utf-8-sig",
+            path, sep=sep, dtype=str, keep_default_na=False, na_values=list(MISSING_CELLS), skipinitialspace=True,
+            encoding="utf-8-sig",
         )
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty; a table needs a header row and at least 2 data rows") from None
