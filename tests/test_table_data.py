@@ -191,3 +191,21 @@ def test_pretrain_evaluate_and_embed_new_rows_from_the_cli(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "has no column 'b'" in done.stderr
+
+
+def test_resume_reads_the_table_with_the_checkpoints_schema(tmp_path):
+    from selfsup.config import RunConfig
+    from selfsup.rundir import load_run
+    from selfsup.train.runner import pretrain
+
+    path = write_table(tmp_path / "t.csv", n=64)
+    config = RunConfig.from_dict({
+        "data": {"name": f"table:{path}", "params": {"label": "label", "id": "id"}},
+        "method": {"name": "simclr"}, "train": {"epochs": 1, "batch_size": 32}, "eval": {"after_training": False},
+    })
+    pretrain(config, tmp_path / "run")
+    path.write_text(path.read_text() + "s999,0.1,0.2,violet,2,x\n")  # the file gains a category
+    with pytest.warns(UserWarning, match="'violet'"):
+        pretrain(config, tmp_path / "run", resume=True, epochs=2)
+    _, method, meta = load_run(tmp_path / "run")
+    assert meta["data_info"]["columns"][2]["categories"] == ["blue", "green", "red"]

@@ -353,7 +353,13 @@ def _train(
     slow = precision_warning(cfg.precision, cfg.accelerator)
     if slow is not None and not is_secondary_rank():
         print(f"warning: {slow}", file=sys.stderr)
-    data = load_dataset(config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params)
+    # A resume reads the data with the schema its checkpoint was trained on (a table whose file
+    # gained a category meanwhile keeps the run's vocabulary, so the weights still fit).
+    saved = checkpoint_path(run_dir) if resume else None
+    reference = (read_checkpoint(saved, mmap=True).get("selfsup") or {}).get("data_info") if saved else None
+    data = load_dataset(
+        config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params, reference=reference,
+    )
     train = data.train
     config = resolve_config(config, train.modality, tuple(train.sample_shape), train.data_info)
     cfg = config.train
