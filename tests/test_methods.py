@@ -87,7 +87,8 @@ def test_method_trains_a_few_steps(name: str, modality: str, backbone: str) -> N
 @pytest.mark.parametrize("name", list_backbones())
 def test_backbone_contract(name: str) -> None:
     modality = getattr(BACKBONES.get(name), "modality", "image")
-    shape = (20,) if name == "mlp" else (3, 16) if modality == "timeseries" else (3, 16, 16)
+    vector = name in ("mlp", "table_mlp") or modality == "table"
+    shape = (20,) if vector else (3, 16) if modality == "timeseries" else (3, 16, 16)
     backbone = create_backbone(name, shape)
     out = backbone(torch.rand(4, *shape))
     assert out.shape == (4, backbone.embed_dim)

@@ -1,4 +1,4 @@
-"""Token backbones (ViT, patch transformer): shapes of the token interface, what ``keep`` drops, what
+"""Token backbones (ViT, patch transformer, FT-Transformer): shapes of the token interface, what ``keep`` drops, what
 ``mask`` hides, that padding cannot leak, intermediates, gradients, clear errors and determinism."""
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from selfsup.errors import ConfigError, DataError
 
 SMALL_VIT = {"embed_dim": 32, "depth": 3, "num_heads": 2}
 SMALL_PT = {"dim": 16, "depth": 3, "num_heads": 2, "patch_len": 4, "stride": 2, "dropout": 0.0}
+SMALL_FT = {"dim": 16, "depth": 3, "num_heads": 2}
+CARDINALITIES = (0, 3, 0, 0, 2, 0)  # columns 1 and 4 categorical (3 and 2 categories)
 IMAGES = [((1, 28, 28), 4, 49), ((1, 8, 8), 2, 16), ((3, 16, 8), 4, 8)]  # shape, patch size, tokens
 
 
@@ -26,8 +28,24 @@ def _pt(C: int, T: int, **params) -> TokenBackbone:
     return create_backbone("patch_transformer", (C, T), **{**SMALL_PT, **params}).eval()
 
 
+def _ft(num_columns: int = len(CARDINALITIES), **params) -> TokenBackbone:
+    torch.manual_seed(0)
+    params = {**SMALL_FT, "cardinalities": CARDINALITIES, **params}
+    return create_backbone("ft_transformer", (num_columns,), **params).eval()
+
+
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _rows(n: int, seed: int = 0) -> torch.Tensor:
+    """Standardised table rows for ``CARDINALITIES``: numeric values, category indices (K = missing)."""
+    x = _rand(n, len(CARDINALITIES), seed=seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    for j, k in enumerate(CARDINALITIES):
+        if k:
+            x[:, j] = torch.randint(0, k + 1, (n,), generator=g).float()
+    return x
 
 
 def _backbones() -> list[tuple[str, TokenBackbone, torch.Tensor]]:
@@ -37,6 +55,9 @@ def _backbones() -> list[tuple[str, TokenBackbone, torch.Tensor]]:
         ("vit_cls", _vit((1, 8, 8), 2, cls_token=True, pool="cls"), _rand(3, 1, 8, 8)),
         ("pt_independent", _pt(2, 20), _rand(3, 2, 20)),
         ("pt_mixed", _pt(2, 20, channel_mode="mixed"), _rand(3, 2, 20)),
+        ("ft", _ft(pool="mean"), _rows(3)),
+        ("ft_cls", _ft(), _rows(3)),
+        ("ft_numeric", _ft(5, cardinalities=(), cls_token=False, pool="mean"), _rand(3, 5)),
     ]
 
 
@@ -55,8 +76,9 @@ def _scrambled(tokens: Tokens, where: torch.Tensor, seed: int = 1) -> Tokens:
 
 
 def test_registered_as_token_backbones() -> None:
-    assert {"vit_tiny", "vit_small", "patch_transformer"} <= set(list_backbones())
-    for name, shape in [("vit_tiny", (1, 8, 8)), ("vit_small", (1, 8, 8)), ("patch_transformer", (1, 8))]:
+    assert {"vit_tiny", "vit_small", "patch_transformer", "ft_transformer"} <= set(list_backbones())
+    for name, shape in [("vit_tiny", (1, 8, 8)), ("vit_small", (1, 8, 8)), ("patch_transformer", (1, 8)),
+                        ("ft_transformer", (5,))]:
         backbone = create_backbone(name, shape)
         assert isinstance(backbone, TokenBackbone) and "tokens" in backbone.provides
     tiny = create_backbone("vit_tiny", (1, 28, 28))
@@ -154,6 +176,79 @@ def test_vit_keep_drops_the_other_patches() -> None:
     tokens = vit.tokenize(x)
     only = Tokens(gather_tokens(tokens.x, keep), keep)
     torch.testing.assert_close(vit.encode(only).x, a.x)
+
+
+def test_ft_transformer_shapes_and_tokenizer() -> None:
+    ft = _ft()
+    x = _rows(4)
+    F, D = len(CARDINALITIES), 16
+    assert "tokens" in ft.provides and ft.sequence_length == F and ft.embed_dim == D
+    tokens = ft.tokenize(x)
+    assert tokens.x.shape == (4, F, D) and tokens.padding is None
+    assert torch.equal(tokens.positions, torch.arange(F).expand(4, F))
+    encoded = ft.encode(tokens)
+    assert encoded.x.shape == (4, F, D) and encoded.cls.shape == (4, D)
+    torch.testing.assert_close(ft(x), encoded.cls)  # pool="cls" by default, as the paper
+    assert ft.forward_intermediates(x, [0, 2])[1].shape == (4, F, D)  # no CLS among the column tokens
+    # The feature tokenizer: numeric column j -> x_j * W_j + b_j; categorical -> E_j[x_j] + b_j.
+    torch.testing.assert_close(tokens.x[:, 2], x[:, 2:3] * ft.numeric_weight[1] + ft.pos_embed[2])  # 2nd numeric
+    table = ft.columns.embedding.weight[ft.columns.offsets[1] : ft.columns.offsets[1] + 3]  # column 4: K + 1 = 3 rows
+    torch.testing.assert_close(tokens.x[:, 4], table[x[:, 4].long()] + ft.pos_embed[4])
+    # Index K ("missing") and anything beyond it share the missing row; the categories differ.
+    rows = _rows(3)
+    rows[:, 4] = torch.tensor([2.0, 9.0, 0.0])
+    out = ft.tokenize(rows).x[:, 4]
+    torch.testing.assert_close(out[0], out[1])
+    assert not torch.allclose(out[0], out[2])
+    # MAE's target: a numeric column's value, NaN for a categorical one (not a value to regress).
+    patches = ft.patchify(x)
+    assert patches.shape == (4, F, 1)
+    assert torch.isnan(patches[:, [1, 4], 0]).all()
+    torch.testing.assert_close(patches[:, [0, 2, 3, 5], 0], x[:, [0, 2, 3, 5]])
+    mean_pooled = _ft(pool="mean")
+    torch.testing.assert_close(mean_pooled(x), mean_pooled.encode(mean_pooled.tokenize(x)).x.mean(dim=1))
+
+
+def test_ft_transformer_keep_drops_the_other_columns() -> None:
+    """Kept columns' outputs depend only on the kept columns' values (numeric and categorical)."""
+    ft = _ft()
+    x = _rows(2)
+    keep = torch.tensor([[0, 4, 2], [5, 1, 3]])  # any order; the output follows it
+    other = _rows(2, seed=7)  # new values everywhere ...
+    other.scatter_(1, keep, x.gather(1, keep))  # ... except in the kept columns
+    a, b = ft.encode(ft.tokenize(x), keep=keep), ft.encode(ft.tokenize(other), keep=keep)
+    assert torch.equal(a.positions, keep)
+    torch.testing.assert_close(a.x, b.x)
+    torch.testing.assert_close(a.cls, b.cls)
+    full_a, full_b = ft.encode(ft.tokenize(x)), ft.encode(ft.tokenize(other))
+    assert not torch.allclose(gather_tokens(full_a.x, keep), gather_tokens(full_b.x, keep), atol=1e-3)
+
+
+def test_ft_transformer_masked_columns_do_not_matter() -> None:
+    ft = _ft()
+    x = _rows(3)
+    mask = torch.zeros(3, len(CARDINALITIES), dtype=torch.bool)
+    mask[:, [1, 2]] = True  # a categorical and a numeric column hidden in place
+    other = x.clone()
+    other[:, 1], other[:, 2] = torch.tensor([0.0, 1.0, 2.0]), 50.0
+    token = make_mask_token(16)
+    a = ft.encode(ft.tokenize(x), mask=mask, mask_token=token)
+    torch.testing.assert_close(ft.encode(ft.tokenize(other), mask=mask, mask_token=token).x, a.x)
+    assert a.x.shape == (3, len(CARDINALITIES), 16)
+    assert not torch.allclose(ft(other), ft(x), atol=1e-3)
+
+
+def test_ft_transformer_bad_settings_are_clear_errors() -> None:
+    with pytest.raises(ConfigError, match="2 cardinalities for 6 columns"):
+        create_backbone("ft_transformer", (6,), cardinalities=[0, 2])
+    with pytest.raises(ConfigError, match=r"table rows \[F\]"):
+        create_backbone("ft_transformer", (3, 16))
+    with pytest.raises(ConfigError, match="cls_token"):
+        create_backbone("ft_transformer", (4,), cls_token=False)
+    with pytest.raises(ConfigError, match="divisible"):
+        create_backbone("ft_transformer", (4,), dim=30, num_heads=4)
+    with pytest.raises(DataError, match=r"\[N, 6\]"):
+        _ft()(_rand(2, 5))
 
 
 @pytest.mark.parametrize("name", BACKBONE_IDS)
