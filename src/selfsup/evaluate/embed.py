@@ -41,9 +41,9 @@ def embed_source(
     views of it."""
     was_training = encoder.training
     encoder.eval()
-    # One preallocated [N, D] result, filled batch by batch: the embeddings are held once (a list
-    # of batches and its concatenation would hold them twice at the peak).
-    out: torch.Tensor | None = None
+    # One preallocated [N, D] result (the caller's ``out``, or made at the first batch), filled batch
+    # by batch: the embeddings are held once (a list of batches and its concatenation would hold
+    # them twice at the peak).
     indices = torch.empty(len(source), dtype=torch.int64)
     filled = 0
     bar = None
