@@ -11,6 +11,9 @@ Images (ViT) and series (patch transformer) alike: the target is the backbone's 
 the standardised input. In channel-independent series backbones each channel is a row of its own
 (``Tokens.groups``); one mask is drawn per sample and shared by its channels (pooling merges the
 channels token by token, so they must keep the same tokens); missing steps are left out of the loss.
+Tables (``ft_transformer``, one token per column): only numeric columns are reconstructed (their
+standardised values, without ``norm_pix_loss``, which would make a single value 0); categorical
+columns are hidden like the others but not scored, since a category index is not a value to regress.
 
 Also here, shared by the masked family: :class:`MaskedDecoder` and the mask drawing helpers. The
 family's views, ``masked_crops`` (the random resized crop and flip MAE trains with, series
@@ -145,7 +148,7 @@ MAE_RUN_DEFAULTS: dict[str, Any] = {"train": {"optimizer": "adamw", "weight_deca
 class MAE(Method):
     Config = MAEConfig
     paper = "He et al. 2022, arXiv 2111.06377"
-    modalities = frozenset({"image", "timeseries"})
+    modalities = frozenset({"image", "timeseries", "table"})
     requires = frozenset({"tokens"})
     can_collapse_completely = False  # the decoder must rebuild the input from the encoding
     num_global_views = 1
@@ -159,7 +162,10 @@ class MAE(Method):
     def __init__(self, encoder: Encoder, config: MAEConfig) -> None:
         super().__init__(encoder, config)
         check_ratio_leaves_tokens("mae", config.mask_ratio, encoder.backbone.sequence_length)
+        check_values_to_reconstruct("mae", encoder)
         self.decoder = MaskedDecoder(encoder, config.decoder)
+        # One value per token (a table column): normalised by its own statistics it would always be 0.
+        self.norm_pix = config.norm_pix_loss and values_per_token(encoder) > 1
 
     def training_step(self, views: Views, ctx: StepContext) -> StepOutput:
         (x,) = views.global_views[:1]
@@ -174,13 +180,23 @@ class MAE(Method):
         padding = None if tokens.padding is None else tokens.padding[::g]
         pred = self.decoder(full, tokens.positions[::g], padding)  # [N, L, K]
         target = merge_values(self.encoder.patchify(x), g)  # [N, L, K], standardised values (NaN = missing)
-        loss = masked_patch_mse(pred, target, hidden, self.config.norm_pix_loss)
+        loss = masked_patch_mse(pred, target, hidden, self.norm_pix)
         embeddings = self.encoder.backbone.pool(visible).detach()  # [N, D], pooled visible tokens
         return StepOutput(loss, {"mask_ratio": hidden.float().mean()}, embeddings)
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         params = [p for p in self.parameters() if p.requires_grad]
         return adamw_betas(split_decay(params, weight_decay), self.betas)
+
+
+def check_values_to_reconstruct(name: str, encoder: Encoder) -> None:
+    """A backbone whose ``patchify`` holds no value to reconstruct (a table of categorical columns
+    only: NaN everywhere) is a one-line ConfigError rather than a loss that is always 0."""
+    if torch.isnan(encoder.backbone.patchify(torch.zeros(1, *encoder.input_shape))).all():
+        raise ConfigError(
+            f"method {name!r} reconstructs numeric values, and these samples have none (every column is "
+            "categorical); choose a method that predicts representations (tjepa, ijepa, data2vec2)"
+        )
 
 
 def check_ratio_leaves_tokens(name: str, ratio: float, num_tokens: int) -> None:
@@ -194,6 +210,6 @@ def check_ratio_leaves_tokens(name: str, ratio: float, num_tokens: int) -> None:
 
 
 __all__ = [
-    "MAE", "MAEConfig", "MaskedDecoder", "DecoderConfig", "merge_values", "sample_mask",
+    "MAE", "MAEConfig", "MaskedDecoder", "DecoderConfig", "check_values_to_reconstruct", "merge_values", "sample_mask",
     "values_per_token",
 ]

@@ -25,7 +25,7 @@ from selfsup.backbones.tokens import make_mask_token
 from selfsup.losses.masked import masked_patch_l1
 from selfsup.methods.base import Encoder, Method, StepContext, StepOutput, register_method, split_decay
 from selfsup.methods.mae import (
-    MaskRatio, adamw_betas, check_ratio_leaves_tokens, merge_values, sample_mask,
+    MaskRatio, adamw_betas, check_ratio_leaves_tokens, check_values_to_reconstruct, merge_values, sample_mask,
     values_per_token,
 )
 from selfsup.views import Views
@@ -44,7 +44,7 @@ class SimMIMConfig:
 class SimMIM(Method):
     Config = SimMIMConfig
     paper = "Xie et al. 2022, arXiv 2111.09886"
-    modalities = frozenset({"image", "timeseries"})
+    modalities = frozenset({"image", "timeseries", "table"})
     requires = frozenset({"tokens"})
     can_collapse_completely = False  # the decoder must rebuild the input from the encoding
     num_global_views = 1
@@ -60,6 +60,7 @@ class SimMIM(Method):
     def __init__(self, encoder: Encoder, config: SimMIMConfig) -> None:
         super().__init__(encoder, config)
         check_ratio_leaves_tokens("simmim", config.mask_ratio, encoder.backbone.sequence_length)
+        check_values_to_reconstruct("simmim", encoder)
         self.mask_token = make_mask_token(encoder.embed_dim)
         self.head = nn.Linear(encoder.embed_dim, values_per_token(encoder))  # the paper's one-layer prediction head
 
