@@ -199,9 +199,25 @@ def test_labelled_subsets_are_stratified_seeded_and_differ_across_draws() -> Non
     np.testing.assert_array_equal(a, draw_labelled_subset(y, seed=3, shots=5))
     assert not np.array_equal(a, draw_labelled_subset(y, seed=4, shots=5))
     tenth = draw_labelled_subset(y, seed=0, fraction=0.1)
-    assert np.bincount(y[tenth]).tolist() == [10, 4, 1]  # max(1, round(0.1 * n_c))
+    assert np.bincount(y[tenth]).tolist() == [10, 4, 2]  # max(2, round(0.1 * n_c)): 0.7 -> 2, not 1
     one = draw_labelled_subset(y, seed=0, fraction=0.01)
-    assert np.bincount(y[one]).tolist() == [1, 1, 1]  # every class labelled at least once
+    assert np.bincount(y[one]).tolist() == [2, 2, 2]  # every class labelled at least twice by default
+    # the minimum is a knob: 1 gives the old max(1, round(f * n_c)); a class smaller than it is kept whole
+    assert np.bincount(y[draw_labelled_subset(y, seed=0, fraction=0.1, min_per_class=1)]).tolist() == [10, 4, 1]
+    assert np.bincount(y[draw_labelled_subset(y, seed=0, fraction=0.01, min_per_class=10)]).tolist() == [10, 10, 7]
+    assert np.bincount(y[draw_labelled_subset(y, seed=0, shots=1)]).tolist() == [1, 1, 1]  # k-shot: exactly k
+    with pytest.raises(ConfigError, match="min_per_class"):
+        draw_labelled_subset(y, seed=0, fraction=0.1, min_per_class=0)
+
+
+def test_fewshot_fractions_keep_the_minimum_per_class() -> None:
+    data = _overlapping()  # 150 train samples, 3 classes of about 50: 1% is 0.5 per class
+    default = fewshot_probe(*data, fractions=(0.01,), shots=(), num_draws=2)
+    assert default.details["settings"]["1% labels"]["n_labelled"] == [6, 6] and default.details["min_per_class"] == 2
+    ones = fewshot_probe(*data, fractions=(0.01,), shots=(), num_draws=2, min_per_class=1)
+    assert ones.details["settings"]["1% labels"]["n_labelled"] == [3, 3]
+    shots = fewshot_probe(*data, fractions=(), shots=(1,), num_draws=2, min_per_class=4)
+    assert shots.details["settings"]["1-shot"]["n_labelled"] == [3, 3]  # k-shot ignores the minimum
 
 
 def test_fewshot_is_reproducible_and_draws_differ() -> None:
@@ -408,7 +424,11 @@ def test_cli_evaluate_runs_every_protocol(tiny_run: Path) -> None:
     assert "±" in result.stdout
     evaluation = json.loads((tiny_run / "metrics.json").read_text())["evaluation"]
     rows = evaluation["results"]
-    assert set(rows) == {"pretrained", "random-init", "raw input"}
+    # wine is a vector dataset: the gradient-boosted-trees row comes by default (eval.trees: auto),
+    # with its own accuracy and the few-label settings, none of the encoders' other columns
+    assert set(rows) == {"pretrained", "random-init", "raw input", "gradient-boosted trees"}
+    trees = rows.pop("gradient-boosted trees")
+    assert set(trees) == {"trees", "1% labels", "10% labels", "1-shot", "5-shot", "10-shot"}
     assert "finetune" in rows["pretrained"] and "finetune" in rows["random-init"] and "finetune" not in rows["raw input"]
     assert set(rows["pretrained"]["10-shot"]) == {"mean", "std", "draws"}
     for name, row in rows.items():

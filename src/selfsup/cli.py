@@ -201,6 +201,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         record = evaluate_run(
             args.run_dir, data_spec=args.data, probes=probes, finetune=args.finetune, risk=args.risk or None,
             linear_batch_norm={"auto": None, "on": True, "off": False}[args.linear_batch_norm],
+            trees={"auto": None, "on": True, "off": False}[args.trees],
         )
     print(f"evaluation of {args.run_dir} on {record['evaluation']['data']} ({record['evaluation']['note']}):")
     print(record["evaluation_table"])
@@ -326,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--linear-batch-norm", choices=("auto", "on", "off"), default="auto",
         help="the linear probe behind a BatchNorm without affine parameters, trained by SGD (MAE's probe); "
         "auto: as the method declares",
+    )
+    p.add_argument(
+        "--trees", choices=("auto", "on", "off"), default="auto",
+        help="a row of gradient-boosted trees (HistGradientBoosting) on the raw input; auto: the run's eval.trees "
+        "(default auto: for flat feature vectors, vectors and tables, not images or series)",
     )
     p.add_argument(
         "--risk", action="store_true",

@@ -186,7 +186,10 @@ class EvalConfig:
     ``linear_batch_norm``: the linear probe as MAE's, a BatchNorm without affine parameters in
     front of a linear layer trained by mini-batch SGD (docs/evaluation.md). ``"auto"`` (finetune,
     linear_batch_norm): as the method declares (``Method.headline_protocol == "finetune"``,
-    ``Method.linear_probe_batch_norm``).
+    ``Method.linear_probe_batch_norm``). ``trees``: a gradient-boosted-trees row on the raw input
+    beside the probes; ``"auto"``: where the data's modality declares flat feature vectors
+    (``Modality.tree_baseline``: vectors, tables). ``fewshot_min_per_class``: labels per class the
+    few-label fraction settings (1%, 10%) keep at least.
     """
 
     after_training: bool = True
@@ -198,11 +201,13 @@ class EvalConfig:
     finetune_lrs: tuple[PositiveFloat, ...] = (1e-4, 3e-4, 1e-3)
     risk: bool = False
     linear_batch_norm: bool | str = "auto"
+    trees: bool | str = "auto"
+    fewshot_min_per_class: PositiveInt = 2
 
     def __post_init__(self) -> None:
         if not self.finetune_lrs:
             raise ConfigError("config.eval.finetune_lrs must hold at least one learning rate; got []")
-        for key in ("finetune", "linear_batch_norm"):
+        for key in ("finetune", "linear_batch_norm", "trees"):
             value = getattr(self, key)
             if value != "auto" and not isinstance(value, bool):
                 raise ConfigError(f"config.eval.{key} must be auto, true or false; got {value!r}")

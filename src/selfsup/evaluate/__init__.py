@@ -1,5 +1,6 @@
 """Evaluation of frozen, precomputed embeddings: kNN and linear probes, few-label probes,
-retrieval (mAP@R), the risk decomposition, RankMe, a summary table; and fine-tuning.
+retrieval (mAP@R), the risk decomposition, RankMe, a summary table; fine-tuning; and the
+gradient-boosted-trees baseline on raw features.
 
 Probes take ``(train_x, train_y, test_x, test_y)`` arrays (numpy or torch) and never see a model;
 hyperparameters are chosen on a held-out part of the train set only. Fine-tuning
@@ -18,6 +19,7 @@ from selfsup.evaluate.rankme import rankme, singular_values
 from selfsup.evaluate.results import PROBES, ProbeResult, evaluate_features, format_table, stratified_split
 from selfsup.evaluate.retrieval import average_precision_at_r, retrieval_map_at_r
 from selfsup.evaluate.risk import risk_decomposition
+from selfsup.evaluate.trees import gbdt_fewshot, gbdt_probe
 
 __all__ = [
     "PROBES",
@@ -28,6 +30,8 @@ __all__ = [
     "fewshot_probe",
     "finetune_evaluate",
     "format_table",
+    "gbdt_fewshot",
+    "gbdt_probe",
     "knn_evaluate",
     "knn_predict",
     "linear_probe",

@@ -63,8 +63,9 @@ class ProbeResult:
 # ----------------------------------------------------------------------------------------------
 
 
-def features_tensor(x: ArrayLike, name: str) -> torch.Tensor:
-    """``x`` as a float32 torch tensor ``[N, D]``, kept on its device; checked 2-D, non-empty and finite.
+def features_tensor(x: ArrayLike, name: str, allow_nan: bool = False) -> torch.Tensor:
+    """``x`` as a float32 torch tensor ``[N, D]``, kept on its device; checked 2-D, non-empty and
+    finite (``allow_nan``: NaN passes as a missing value, for models that handle it; inf never does).
 
     Raises:
         DataError: naming ``name``, if ``x`` is not a numeric 2-D array or holds NaN/inf.
@@ -88,19 +89,23 @@ def features_tensor(x: ArrayLike, name: str) -> torch.Tensor:
     if t.shape[0] == 0 or t.shape[1] == 0:
         raise DataError(f"{name} is empty (shape {tuple(t.shape)}); it needs at least one sample and one feature")
     t = t.float()
-    finite = torch.isfinite(t).all(dim=1)
+    valid = torch.isfinite(t)
+    if allow_nan:
+        valid |= torch.isnan(t)
+    finite = valid.all(dim=1)
     if not bool(finite.all()):
         bad = (~finite).nonzero().flatten()
+        what = "infinite" if allow_nan else "NaN or infinite"
         raise DataError(
-            f"{name} contains NaN or infinite values in {bad.numel()} of {t.shape[0]} rows "
+            f"{name} contains {what} values in {bad.numel()} of {t.shape[0]} rows "
             f"(first bad row: {int(bad[0])}); remove or fix those samples before evaluating"
         )
     return t
 
 
-def features_numpy(x: ArrayLike, name: str, dtype: type = np.float64) -> np.ndarray:
+def features_numpy(x: ArrayLike, name: str, dtype: type = np.float64, allow_nan: bool = False) -> np.ndarray:
     """``x`` as a CPU numpy array ``[N, D]`` of ``dtype``, checked like :func:`features_tensor`."""
-    return features_tensor(x, name).cpu().numpy().astype(dtype, copy=False)
+    return features_tensor(x, name, allow_nan).cpu().numpy().astype(dtype, copy=False)
 
 
 def labels_numpy(y: ArrayLike, name: str) -> np.ndarray:

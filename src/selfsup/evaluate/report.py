@@ -8,7 +8,8 @@ The page shows, for a run directory:
   e.g. RankMe and the embedding std) and any collapse alarm,
 - the singular-value spectrum of the embeddings, pretrained beside a random-init encoder,
 - a 2-D map of the embeddings (UMAP when installed, else t-SNE, else PCA), coloured by label,
-- the evaluation table (pretrained, random-init, raw input) when the run has been evaluated.
+- the evaluation table (pretrained, random-init, raw input; gradient-boosted trees on flat vectors)
+  when the run has been evaluated.
 
 Images are inlined as base64 PNG; the page loads nothing from anywhere else. The same figures are
 written to ``RUN_DIR/report/*.png``.
@@ -38,6 +39,7 @@ from selfsup.evaluate.rankme import rankme, singular_values
 from selfsup.evaluate.results import _format_cell as format_cell
 from selfsup.evaluate.risk import COLUMNS as RISK_COLUMNS
 from selfsup.evaluate.run import evaluation_groups, random_init_method
+from selfsup.evaluate.trees import TREES_ROW
 from selfsup.rundir import check_same_shape, load_run, read_metrics
 
 REPORT_FILE = "report.html"
@@ -559,6 +561,11 @@ def _evaluation_html(metrics: dict[str, Any], labeled: bool) -> str:
         "draws of the labelled subset; the risk decomposition's terms are errors (lowest in bold) that add up "
         "to the linear probe's test error."
     )
+    if TREES_ROW in results:
+        explain += (
+            f" <i>{TREES_ROW}</i>: scikit-learn's HistGradientBoosting on the raw input (no representation "
+            "learning), tuned on a split of train; the baseline a tabular model has to beat."
+        )
     chosen = evaluation.get("chosen") or {}
     chosen_html = ""
     if any(chosen.values()):

@@ -15,7 +15,7 @@ from selfsup.evaluate.common import (  # noqa: F401  (re-exported for the probes
     PROBES, ArrayLike, ProbeResult, check_probe_inputs, features_numpy, features_tensor, labels_numpy, pick_best,
     stratified_split,
 )
-from selfsup.evaluate.fewshot import fewshot_probe
+from selfsup.evaluate.fewshot import MIN_PER_CLASS, fewshot_probe
 from selfsup.evaluate.knn import knn_evaluate
 from selfsup.evaluate.linear import linear_probe
 from selfsup.evaluate.retrieval import retrieval_map_at_r
@@ -27,13 +27,16 @@ from selfsup.evaluate.svm import svm_protocol
 # ----------------------------------------------------------------------------------------------
 
 
-def probe_runners(linear_batch_norm: bool = False) -> dict[str, Any]:
+def probe_runners(linear_batch_norm: bool = False, fewshot_min_per_class: int = MIN_PER_CLASS) -> dict[str, Any]:
     """Probe name -> function ``(train_x, train_y, test_x, test_y, seed=) -> ProbeResult``;
-    ``linear_batch_norm``: the linear probe is MAE's (BatchNorm without affine parameters, SGD)."""
+    ``linear_batch_norm``: the linear probe is MAE's (BatchNorm without affine parameters, SGD);
+    ``fewshot_min_per_class``: labels per class the few-label fraction settings keep at least."""
     linear = functools.partial(linear_probe, batch_norm=True) if linear_batch_norm else linear_probe
     runners: dict[str, Any] = {"knn": knn_evaluate, "linear": linear, "svm": svm_protocol}
     # A shot count larger than a small class is left out (and listed) rather than stopping a run's evaluation.
-    runners["fewshot"] = functools.partial(fewshot_probe, skip_infeasible_shots=True)
+    runners["fewshot"] = functools.partial(
+        fewshot_probe, skip_infeasible_shots=True, min_per_class=fewshot_min_per_class
+    )
     runners["retrieval"] = retrieval_map_at_r
     return runners
 
@@ -57,6 +60,7 @@ def evaluate_features(
     probes: tuple[str, ...] | list[str] = PROBES,
     seed: int = 0,
     linear_batch_norm: bool = False,
+    fewshot_min_per_class: int = MIN_PER_CLASS,
 ) -> dict[str, ProbeResult]:
     """Run the named probes on frozen features, each with its default hyperparameter grid.
 
@@ -75,6 +79,7 @@ def evaluate_features(
             front of a linear layer trained by mini-batch SGD, as MAE's
             (:func:`selfsup.evaluate.linear.sgd_linear_probe`); the few-label and risk probes
             keep the L-BFGS probe.
+        fewshot_min_per_class: labels per class the ``"fewshot"`` fraction settings keep at least.
 
     Returns:
         ``{probe name: ProbeResult}`` in the order of ``probes``.
@@ -83,7 +88,7 @@ def evaluate_features(
         ConfigError: for an unknown probe name.
         DataError: for malformed inputs (see the individual probes).
     """
-    runners = probe_runners(linear_batch_norm)
+    runners = probe_runners(linear_batch_norm, fewshot_min_per_class)
     if isinstance(probes, str):
         probes = (probes,)
     check_probe_names(probes)

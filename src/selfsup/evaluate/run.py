@@ -1,7 +1,9 @@
-"""Evaluate a run directory: probes on the frozen encoder beside the two baselines.
+"""Evaluate a run directory: probes on the frozen encoder beside the baselines.
 
 Every number comes with (1) the same probe on a randomly initialised encoder of the same
-architecture and (2) the same probe on the raw inputs, so a reader can tell what pretraining added.
+architecture and (2) the same probe on the raw inputs, so a reader can tell what pretraining added;
+on flat feature vectors (vectors, tables) also (3) gradient-boosted trees on the raw input, the
+model a tabular practitioner would use without any representation learning.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from selfsup.config import RunConfig
 from selfsup.data import DatasetSplits, SampleSource, load_dataset
 from selfsup.data.loader import iterate, materialize
+from selfsup.data.modalities import Modality
 from selfsup.errors import ConfigError
 from selfsup.evaluate.common import stratified_split
 from selfsup.evaluate.embed import embed_source
@@ -24,6 +27,7 @@ from selfsup.evaluate.rankme import rankme, singular_values
 from selfsup.evaluate.results import check_probe_names, evaluate_features, format_table
 from selfsup.evaluate.risk import COLUMNS as RISK_COLUMNS
 from selfsup.evaluate.risk import risk_decomposition
+from selfsup.evaluate.trees import TREES_COLUMN, TREES_ROW, gbdt_fewshot, gbdt_probe
 from selfsup.methods.base import Encoder, Method
 from selfsup.rundir import build_method, check_same_shape, load_run, write_metrics
 
@@ -49,6 +53,60 @@ def raw_features(source: SampleSource, encoder: Encoder, batch_size: int = 512) 
     return torch.cat(parts), torch.cat(indices)
 
 
+@torch.no_grad()
+def tree_features(
+    source: SampleSource, modality: Modality, batch_size: int = 512
+) -> tuple[torch.Tensor, torch.Tensor, list[bool] | None]:
+    """The trees baseline's features ``[N, F]`` (the modality's :meth:`~Modality.tree_features` of
+    the float samples, NaN kept), the sample indices and the categorical columns (None: none),
+    read in batches on the CPU."""
+    parts, indices, categorical = [], [], None
+    for batch in iterate(source, batch_size):
+        features, categorical = modality.tree_features(modality.to_float(batch["x"]))
+        parts.append(features.float().cpu())
+        indices.append(batch["index"])
+    return torch.cat(parts), torch.cat(indices), categorical
+
+
+def trees_choice(config: RunConfig, modality: Modality, trees: bool | None = None) -> bool:
+    """Whether the evaluation adds the gradient-boosted-trees row: the caller's choice, else the
+    run's ``eval.trees``, where ``"auto"`` means what the modality declares (``tree_baseline``:
+    its samples are flat feature vectors)."""
+    if trees is not None:
+        return bool(trees)
+    setting = config.eval.trees
+    return bool(type(modality).tree_baseline) if setting == "auto" else bool(setting)
+
+
+def _add_trees(
+    train: SampleSource,
+    test: SampleSource,
+    modality: Modality,
+    results: dict[str, dict[str, Any]],
+    chosen: dict[str, dict[str, Any]],
+    details: dict[str, dict[str, Any]],
+    seed: int,
+    fewshot_min_per_class: int | None,
+) -> str:
+    """The gradient-boosted-trees row (its accuracy, and with ``fewshot_min_per_class`` the
+    few-label settings on the few-label probe's subsets), filled in place; returns a note."""
+    (train_t, train_i, categorical), (test_t, test_i, _) = (tree_features(part, modality) for part in (train, test))
+    train_y, test_y = _labels_at(train, train_i), _labels_at(test, test_i)
+    r = gbdt_probe(train_t, train_y, test_t, test_y, categorical=categorical, seed=seed)
+    results[TREES_ROW] = {TREES_COLUMN: r.accuracy}
+    chosen[TREES_ROW] = {TREES_COLUMN: r.chosen}
+    details[TREES_ROW] = {TREES_COLUMN: r.details}
+    if fewshot_min_per_class is not None:
+        few = gbdt_fewshot(
+            train_t, train_y, test_t, test_y, categorical=categorical, seed=seed,
+            min_per_class=fewshot_min_per_class, skip_infeasible_shots=True,
+        )
+        results[TREES_ROW].update(few.columns)
+        chosen[TREES_ROW]["fewshot"] = few.chosen
+        details[TREES_ROW]["fewshot"] = few.details
+    return "; gradient-boosted trees on the raw input (HistGradientBoosting), tuned on a split of train"
+
+
 def random_init_method(config: RunConfig, like: Method) -> Method:
     """The same architecture as ``like``, freshly initialised with the run's seed."""
     torch.manual_seed(config.train.seed)
@@ -65,9 +123,11 @@ def evaluation_groups(results: dict[str, dict[str, Any]]) -> list[tuple[str, lis
     few_label = [c for c in columns if any(isinstance(row.get(c), dict) for row in results.values())]
     risk = [c for c in columns if c in RISK_COLUMNS.values()]
     main = [c for c in columns if c not in few_label and c not in risk]
+    trees = any(c in few_label for c in results.get(TREES_ROW, {}))
+    models = f"linear probe, or the trees themselves in the {TREES_ROW} row" if trees else "linear probe"
     groups = [
         ("", main),
-        ("few labels (linear probe; mean±std over random draws of the labelled subset)", few_label),
+        (f"few labels ({models}; mean±std over random draws of the labelled subset)", few_label),
         ("risk decomposition of the linear probe's test error (Dubois et al. 2023)", risk),
     ]
     return [(title, group) for title, group in groups if group]
@@ -182,8 +242,9 @@ def evaluate_run(
     finetune: bool | None = None,
     risk: bool | None = None,
     linear_batch_norm: bool | None = None,
+    trees: bool | None = None,
 ) -> dict[str, Any]:
-    """Probe the run's encoder and both baselines; store the results in ``metrics.json``.
+    """Probe the run's encoder and the baselines; store the results in ``metrics.json``.
 
     Args:
         run_dir: the run directory.
@@ -199,9 +260,14 @@ def evaluate_run(
             term is the random-init fine-tune's training error when ``finetune`` is on, else 0.
         linear_batch_norm: the linear probe with a BatchNorm without affine parameters, trained by
             SGD (MAE's; :func:`selfsup.evaluate.linear.sgd_linear_probe`).
-            ``None`` (all three): as the run's ``eval.finetune`` / ``eval.risk`` /
-            ``eval.linear_batch_norm`` say; ``"auto"`` there means the method's declarations
-            (``headline_protocol == "finetune"`` turns fine-tuning on; ``linear_probe_batch_norm``).
+        trees: also a row of gradient-boosted trees on the raw input
+            (:func:`selfsup.evaluate.trees.gbdt_probe`; with the ``fewshot`` probe, also on its
+            labelled subsets, :func:`selfsup.evaluate.trees.gbdt_fewshot`), from the modality's
+            ``tree_features``; its table row has only the trees' columns.
+            ``None`` (all four): as the run's ``eval.finetune`` / ``eval.risk`` /
+            ``eval.linear_batch_norm`` / ``eval.trees`` say; ``"auto"`` there means the method's
+            declarations (``headline_protocol == "finetune"`` turns fine-tuning on;
+            ``linear_probe_batch_norm``), and for the trees the modality's ``tree_baseline``.
 
     The method's ``headline_protocol`` column comes first in every row, and ``evaluation.headline``
     in ``metrics.json`` names it with its values (the linear probe when the declared protocol did
@@ -225,6 +291,7 @@ def evaluate_run(
     check_probe_names(probes)  # the run's own eval.probes too, before any embedding
     finetune, linear_batch_norm, declared = evaluation_choices(method, config, finetune, linear_batch_norm)
     risk = config.eval.risk if risk is None else risk
+    trees = trees_choice(config, method.encoder.modality, trees)
 
     train, test = data.train, data.test
     device = next(method.parameters()).device
@@ -264,7 +331,7 @@ def evaluate_run(
         for name, (train_z, test_z) in features.items():
             probe_results = evaluate_features(
                 train_z, labels[0], test_z, labels[1], probes=probes, seed=config.train.seed,
-                linear_batch_norm=linear_batch_norm,
+                linear_batch_norm=linear_batch_norm, fewshot_min_per_class=config.eval.fewshot_min_per_class,
             )
             results[name] = {col: v for r in probe_results.values() for col, v in r.table_cells().items()}
             chosen[name] = {probe: r.chosen for probe, r in probe_results.items()}
@@ -272,6 +339,11 @@ def evaluate_run(
             if name != "raw input":
                 results[name]["rankme"] = rankme(train_z)
                 spectra[name] = singular_values(train_z)
+        if trees:
+            note += _add_trees(
+                train, test, method.encoder.modality, results, chosen, details, config.train.seed,
+                config.eval.fewshot_min_per_class if "fewshot" in probes else None,
+            )
         if finetune or risk:
             note += _add_finetune_and_risk(
                 encoders, train, test, features, labels, results, chosen, details, config.train.seed, finetune, risk,

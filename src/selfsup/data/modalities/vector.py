@@ -1,4 +1,5 @@
-"""Feature vectors ``[N, D]``: one mean and std per feature; the raw baseline is the vector itself."""
+"""Feature vectors ``[N, D]``: one mean and std per feature; the raw baseline is the vector itself,
+and gradient-boosted trees on it run beside the probes (``eval.trees: auto``)."""
 
 from __future__ import annotations
 
@@ -10,3 +11,4 @@ class VectorModality(Modality):
     default_views = "vector"
     default_backbone = "mlp"
     stat_dims = (0,)
+    tree_baseline = True
