@@ -205,7 +205,7 @@ class Method(nn.Module):
         missing = sorted((cls.requires - {"labels"}) - encoder.provides)
         if missing:
             name = getattr(cls, "registered_name", cls.__name__)
-            offers = {"tokens": "vit_tiny (images) or patch_transformer (series)",
+            offers = {"tokens": "vit_tiny (images), patch_transformer (series) or ft_transformer (tables)",
                       "timesteps": "ts2vec_encoder, resnet1d or patch_transformer"}
             hint = "; ".join(f"{m}: use --backbone {offers.get(m, '?')}" for m in missing)
             raise ConfigError(
