@@ -11,31 +11,54 @@ from selfsup.backbones import BACKBONES, create_backbone, list_backbones
 from selfsup.errors import ConfigError
 from selfsup.methods import METHODS, Encoder, create_method, list_methods
 from selfsup.core.teacher import EMATeacher
+from selfsup.rundir import method_backbone_params
 from selfsup.views import create_views
 
-SHAPES = {"image": (1, 8, 8), "vector": (13,), "timeseries": (2, 16)}
+SHAPES = {"image": (1, 8, 8), "vector": (13,), "timeseries": (2, 16), "table": (5,)}
+# A table of four numeric columns and one categorical column of 3 categories (column 2).
+TABLE_SCHEMA = {"kind": "table", "columns": [
+    {"name": "a", "type": "numeric"}, {"name": "b", "type": "numeric"},
+    {"name": "c", "type": "categorical", "categories": ["p", "q", "r"]},
+    {"name": "d", "type": "numeric"}, {"name": "e", "type": "numeric"},
+]}
+CARDINALITIES = [0, 0, 3, 0, 0]
 
 
 # Methods that require tokens (masked and predictive ones) run on the token backbone of the modality.
 TOKEN_BACKBONES = {
     "image": ("vit_tiny", {"patch_size": 2, "embed_dim": 32, "depth": 2, "num_heads": 4}),
     "timeseries": ("patch_transformer", {"patch_len": 4, "stride": 4, "dim": 32, "depth": 2, "num_heads": 4}),
+    "table": ("ft_transformer", {"dim": 32, "depth": 2, "num_heads": 4, "cardinalities": CARDINALITIES}),
 }
+
+
+def _samples(modality: str) -> torch.Tensor:
+    x = torch.rand(32, *SHAPES[modality])
+    if modality == "table":  # raw table rows: the categorical column holds category indices
+        x[:, 2] = torch.randint(0, 3, (32,)).float()
+    return x
 
 
 def _method(name: str, modality: str = "image", backbone: str = "resnet_tiny"):
     shape = SHAPES[modality]
     stats_shape = {"image": (shape[0], 1, 1), "timeseries": (shape[0], 1)}.get(modality, shape)
     params = {}
+    if modality == "table":
+        params = {"hidden_dims": [32], "cardinalities": CARDINALITIES}
     if "tokens" in METHODS.get(name).requires and modality in TOKEN_BACKBONES:
         backbone, params = TOKEN_BACKBONES[modality]
-    encoder = Encoder(create_backbone(backbone, shape, **params), torch.zeros(stats_shape), torch.ones(stats_shape), shape)
+    params = method_backbone_params(METHODS.get(name), backbone, params)  # the pooling it declares, as runs get it
+    encoder = Encoder(
+        create_backbone(backbone, shape, **params), torch.zeros(stats_shape), torch.ones(stats_shape), shape,
+        modality if modality == "table" else None, TABLE_SCHEMA if modality == "table" else None,
+    )
     return create_method(name, encoder)
 
 
 @pytest.mark.parametrize("name", list_methods())
 @pytest.mark.parametrize(
-    "modality,backbone", [("image", "resnet_tiny"), ("vector", "mlp"), ("timeseries", "resnet1d")]
+    "modality,backbone",
+    [("image", "resnet_tiny"), ("vector", "mlp"), ("timeseries", "resnet1d"), ("table", "table_mlp")],
 )
 def test_method_trains_a_few_steps(name: str, modality: str, backbone: str) -> None:
     declared = METHODS.get(name).modalities
@@ -47,7 +70,7 @@ def test_method_trains_a_few_steps(name: str, modality: str, backbone: str) -> N
     method = _method(name, modality, backbone)
     views = create_views(method.default_views or "auto", modality)
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(32, *SHAPES[modality])
+    x = _samples(modality)
     groups = method.param_groups(1e-4)
     assert {id(p) for group in groups for p in group["params"]} <= {id(p) for p in method.parameters()}
     optimizer = torch.optim.SGD([{k: v for k, v in group.items() if k in ("params", "weight_decay")} for group in groups], lr=0.05)
