@@ -209,3 +209,14 @@ def test_resume_reads_the_table_with_the_checkpoints_schema(tmp_path):
         pretrain(config, tmp_path / "run", resume=True, epochs=2)
     _, method, meta = load_run(tmp_path / "run")
     assert meta["data_info"]["columns"][2]["categories"] == ["blue", "green", "red"]
+
+    # An export carries the schema: raw rows with NaN and category indices in, the run's embeddings out.
+    from selfsup.export import export_encoder, load_exported
+
+    pytest.importorskip("safetensors")
+    export_encoder(tmp_path / "run", tmp_path / "enc.safetensors", "safetensors")
+    exported = load_exported(tmp_path / "enc.safetensors")
+    rows = torch.tensor([[0.5, float("nan"), 1.0, 2.0], [1.5, 0.3, float("nan"), 4.0]])
+    with torch.no_grad():
+        assert torch.allclose(exported(rows), method.encoder(rows), atol=1e-5)
+    assert exported.encoder.modality.info == meta["data_info"]
