@@ -31,7 +31,7 @@ import torch
 
 from selfsup.config import RunConfig, load_yaml, merge
 from selfsup.evaluate.run import evaluate_run
-from selfsup.rundir import CHECKPOINT, read_metrics
+from selfsup.rundir import CHECKPOINT, checkpoint_path, read_checkpoint, read_metrics
 from selfsup.train.runner import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,10 @@ def train_one(method: str, seed: int, runs: Path, budget: dict) -> dict:
     run_dir = runs / f"{method}-seed{seed}-e{budget['epochs']}{tag}"
     if (run_dir / CHECKPOINT).is_file() and read_metrics(run_dir).get("status") == "finished":
         return json.loads((run_dir / "bench.json").read_text())
-    if run_dir.exists():
+    # A run stopped part-way (a session's end kills its process) continues from its checkpoint,
+    # exactly (selfsup's resume); one without a checkpoint starts again.
+    partial = checkpoint_path(run_dir) if run_dir.exists() else None
+    if run_dir.exists() and partial is None:
         import shutil
 
         shutil.rmtree(run_dir)
@@ -86,14 +89,21 @@ def train_one(method: str, seed: int, runs: Path, budget: dict) -> dict:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    result = pretrain(config, run_dir=run_dir, evaluate=False)
+    steps_before = int(read_checkpoint(partial, mmap=True).get("global_step", 0)) if partial else 0
+    if partial:
+        print(f"{run_dir.name}: resuming from step {steps_before}", flush=True)
+    result = pretrain(config if not partial else None, run_dir=run_dir, evaluate=False, resume=bool(partial))
     wall = time.perf_counter() - start
     m = result.metrics
+    session_steps = m["steps"] - steps_before
     row = {
         "method": method, "seed": seed, **{k: budget[k] for k in ("epochs", "batch_size", "backbone")},
         "train_subset": budget.get("train_subset"),
-        "steps": m["steps"], "train_s": m["train_seconds_this_session"], "wall_s": wall,
-        "images_per_s": m["steps"] * budget["batch_size"] / m["train_seconds_this_session"],
+        # images/s from the last session's steps and seconds; a resumed run's train_s is every
+        # step at that rate (the stopped session's own seconds died with it).
+        "steps": m["steps"], "resumed_at_step": steps_before,
+        "train_s": m["train_seconds_this_session"] * m["steps"] / max(session_steps, 1), "wall_s": wall,
+        "images_per_s": session_steps * budget["batch_size"] / m["train_seconds_this_session"],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()})",
