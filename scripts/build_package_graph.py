@@ -68,6 +68,7 @@ ROLE_SECTIONS = frozenset(
 WORD = re.compile(r"[a-z0-9][a-z0-9+#]*")
 NAME_TOKEN = re.compile(r"[-.+_]")
 VAL_SIZE, TEST_SIZE = 500, 1000
+SNAPSHOT = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "package_graph.npz"
 
 
 def read_text(path: Path) -> str:
@@ -224,7 +225,7 @@ def ego_networks(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lists", type=Path, default=Path("/var/lib/apt/lists"))
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "benchmarks/data/package_graph.npz")
+    parser.add_argument("--out", type=Path, default=SNAPSHOT)
     parser.add_argument("--min-section", type=int, default=1000)
     parser.add_argument("--min-class", type=int, default=100)
     parser.add_argument("--core", type=int, default=2)
@@ -254,8 +255,8 @@ def main(argv: list[str] | None = None) -> None:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
-        args.out, x=x, feature_names=np.array(vocabulary), edge_index=edge_index, y=y, class_names=np.array(class_names),
-        node_ids=np.array(kept), **masks, subgraph_ptr=ptr, subgraph_nodes=members, subgraph_y=y[centres],
+        args.out, x=x, feature_names=np.array(vocabulary), edge_index=edge_index, y=y,
+        class_names=np.array(class_names), node_ids=np.array(kept), **masks, subgraph_ptr=ptr, subgraph_nodes=members, subgraph_y=y[centres],
         subgraph_ids=np.array([kept[c] for c in centres]), source=np.array(source),
     )
 
@@ -263,12 +264,13 @@ def main(argv: list[str] | None = None) -> None:
     sizes = np.diff(ptr)
     counts = collections.Counter(class_names[c] for c in y)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) from {source}")
+    words = x.sum(1)
     print(f"nodes {len(kept)}, edges {len(pairs)} undirected ({edge_index.shape[1]} Depends), classes {len(class_names)}, "
-          f"features {len(vocabulary)} words (mean {x.sum(1).mean():.2f} per node, {int((x.sum(1) == 0).sum())} nodes with none)")
+          f"features {len(vocabulary)} words (mean {words.mean():.2f} per node, {int((words == 0).sum())} nodes with none)")
     print(f"homophily {same / len(pairs):.3f} (edges whose packages share a Section), isolated nodes "
           f"{sum(1 for a in adjacency if not a)}, mean degree {2 * len(pairs) / len(kept):.2f}")
     print("classes: " + ", ".join(f"{name} {n}" for name, n in counts.most_common()))
-    print(f"split: train {int(masks['train_mask'].sum())}, val {int(masks['val_mask'].sum())}, test {int(masks['test_mask'].sum())}")
+    print("split: " + ", ".join(f"{key[:-5]} {int(mask.sum())}" for key, mask in masks.items()))
     print(f"ego-networks: {len(sizes)} graphs, nodes per graph {sizes.min()}-{sizes.max()} (mean {sizes.mean():.1f}), "
           f"classes {len(set(y[centres].tolist()))}")
 

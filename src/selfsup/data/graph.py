@@ -64,8 +64,8 @@ node-level graph without edges; a graph-level set without graphs).
 from __future__ import annotations
 
 import csv
-import math
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
@@ -161,8 +161,9 @@ class GraphData:
             x = _node_features(item, where)
             _check_graph(x, item.edge_index, where, _number_node, allow_no_edges=True)
             if item.y is None or item.y.numel() != 1:
-                raise DataError(f"{where} has no graph label (y with one value); give every graph of a graph-level set its label")
-            graphs.append(_graph(x, _handle_edges(item.edge_index, x.shape[0], undirected, where), int(item.y.reshape(-1)[0])))
+                raise DataError(f"{where} has no graph label (y with one value); give every graph of the set its label")
+            edge_index = _handle_edges(item.edge_index, x.shape[0], undirected, where)
+            graphs.append(_graph(x, edge_index, int(item.y.reshape(-1)[0])))
         return _graph_set(name, graphs, [str(g) for g in range(len(graphs))], None)
 
 
@@ -220,12 +221,15 @@ def _check_graph(
         e = int(bad[0])
         source, target = (int(v) for v in edge_index[:, e])
         raise DataError(
-            f"{where}: edge {e} ({source} -> {target}) is out of range; the graph has {n} nodes (indices 0 .. {n - 1})"
+            f"{where}: edge {e} (edge_index[:, {e}] = {source} -> {target}) is out of range; the graph has {n} nodes "
+            f"(indices 0 .. {n - 1})"
         )
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         i, j = (int(v) for v in (~finite).nonzero()[0])
-        raise DataError(f"{where}: {node_name(i)} has feature {x[i, j].item()} in column {j}; features must be finite numbers")
+        raise DataError(
+            f"{where}: {node_name(i)} has feature {x[i, j].item()} in column {j}; features must be finite numbers"
+        )
 
 
 def _handle_edges(edge_index: torch.Tensor, num_nodes: int, undirected: bool, where: str) -> torch.Tensor:
@@ -320,9 +324,11 @@ class _Table:
 
 def _read_table(path: Path) -> _Table:
     if not path.is_file():
-        raise DataError(f"{path} does not exist; a graph folder needs edges.csv and nodes.csv (graph level: graphs.csv too)")
+        raise DataError(
+            f"{path} does not exist; a graph folder needs edges.csv and nodes.csv (graph level: graphs.csv too)"
+        )
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM is not a header
             reader = csv.reader(handle, skipinitialspace=True)
             header: list[str] | None = None
             rows, lines = [], []
@@ -334,7 +340,9 @@ def _read_table(path: Path) -> _Table:
                     header = row
                     continue
                 if len(row) != len(header):
-                    raise DataError(f"{path}, line {reader.line_num}: {len(row)} cells for {len(header)} columns ({', '.join(header)})")
+                    raise DataError(
+                        f"{path}, line {reader.line_num}: {len(row)} cells for {len(header)} columns ({', '.join(header)})"
+                    )
                 rows.append(row)
                 lines.append(reader.line_num)
     except UnicodeDecodeError as error:
@@ -384,7 +392,8 @@ def _features(table: _Table, columns: list[int], rows: Sequence[int], node_name:
 def _edge_pairs(
     table: _Table, rows: Sequence[int], index: dict[str, int], nodes_path: Path, graph: str | None,
 ) -> torch.Tensor:
-    source, target = table.require("source", "the edges' source node ids"), table.require("target", "the edges' target node ids")
+    source = table.require("source", "the edges' source node ids")
+    target = table.require("target", "the edges' target node ids")
     pairs = np.empty((2, len(rows)), dtype=np.int64)
     for e, r in enumerate(rows):
         for side, column in enumerate((source, target)):
@@ -393,8 +402,8 @@ def _edge_pairs(
             if found is None:
                 within = "" if graph is None else f" for graph {graph!r}"
                 raise DataError(
-                    f"{table.path}, line {table.lines[r]}: node {node!r} ({table.header[column]}) is not in {nodes_path.name}{within}; "
-                    f"add it to {nodes_path.name} or remove the edge"
+                    f"{table.path}, line {table.lines[r]}: node {node!r} ({table.header[column]}) is not in "
+                    f"{nodes_path.name}{within}; add it to {nodes_path.name} or remove the edge"
                 )
             pairs[side, e] = found
     return torch.from_numpy(pairs)
@@ -422,7 +431,10 @@ def _read_csv_folder(folder: Path, undirected: bool) -> GraphData:
     nodes, edges = _read_table(folder / "nodes.csv"), _read_table(folder / "edges.csv")
     id_column = nodes.require("id", "the node ids that edges.csv refers to")
     if nodes.column("graph") is not None:
-        raise DataError(f"{nodes.path} has a 'graph' column but {folder} has no graphs.csv; add graphs.csv (graph, label) for a graph-level set")
+        raise DataError(
+            f"{nodes.path} has a 'graph' column but {folder} has no graphs.csv; add graphs.csv (graph, label) for a "
+            "graph-level set"
+        )
     label, split = nodes.label_column(), nodes.column("split")
     features = [c for c in range(len(nodes.header)) if c not in (id_column, label, split)]
     rows = range(len(nodes.rows))
@@ -461,7 +473,8 @@ def _group(table: _Table, column: int, known: dict[str, int], graphs_path: Path)
         graph = row[column]
         if graph not in groups:
             raise DataError(
-                f"{table.path}, line {table.lines[r]}: graph {graph!r} is not in {graphs_path.name}; add it there with its label"
+                f"{table.path}, line {table.lines[r]}: graph {graph!r} is not in {graphs_path.name}; add it there with "
+                "its label"
             )
         groups[graph].append(r)
     return groups
@@ -475,8 +488,12 @@ def _read_csv_graph_set(folder: Path, undirected: bool) -> GraphData:
     if label is None:
         raise DataError(f"{graphs_table.path} has no label column ({', '.join(LABEL_COLUMNS)}); give every graph its label")
     if nodes.label_column() is not None:
-        raise DataError(f"{nodes.path} has a label column, but {folder} is a graph-level set; graph labels go in graphs.csv")
+        raise DataError(
+            f"{nodes.path} has a label column, but {folder} is a graph-level set; graph labels go in graphs.csv"
+        )
     ids = [row[graph_column] for row in graphs_table.rows]
+    if not ids:
+        raise DataError(f"{graphs_table.path} lists no graphs; an empty graph set cannot be read")
     known: dict[str, int] = {}
     for r, graph in enumerate(ids):
         if graph in known:
@@ -488,23 +505,29 @@ def _read_csv_graph_set(folder: Path, undirected: bool) -> GraphData:
     numbers, class_names = _class_numbers([row[label] for row in graphs_table.rows])
     for r, number in enumerate(numbers):
         if number < 0:
-            raise DataError(f"{graphs_table.path}, line {graphs_table.lines[r]}: graph {ids[r]!r} has no label; give every graph its label")
+            raise DataError(
+                f"{graphs_table.path}, line {graphs_table.lines[r]}: graph {ids[r]!r} has no label; give every graph its label"
+            )
     id_column = nodes.require("id", "the node ids that edges.csv refers to")
     node_graph = nodes.require("graph", "the graph of each node")
     edge_graph = edges.require("graph", "the graph of each edge")
     features = [c for c in range(len(nodes.header)) if c not in (id_column, node_graph)]
-    node_rows, edge_rows = _group(nodes, node_graph, known, graphs_table.path), _group(edges, edge_graph, known, graphs_table.path)
+    node_rows = _group(nodes, node_graph, known, graphs_table.path)
+    edge_rows = _group(edges, edge_graph, known, graphs_table.path)
     graphs = []
     for graph, number in zip(ids, numbers):
         rows = node_rows[graph]
         if not rows:
-            raise DataError(f"graph {graph!r} of {graphs_table.path} has no nodes in {nodes.path.name}; it is an empty graph")
+            raise DataError(
+                f"graph {graph!r} of {graphs_table.path} has no nodes in {nodes.path.name}; it is an empty graph"
+            )
         index = _node_index(nodes, rows, id_column, graph)
         names = list(index)
         x = _features(nodes, features, rows, lambda k: f"node {names[k]!r} of graph {graph!r}")
         edge_index = _edge_pairs(edges, edge_rows[graph], index, nodes.path, graph)
         _check_graph(x, edge_index, f"graph {graph!r}", lambda i: f"node {names[i]!r}", allow_no_edges=True)
-        graphs.append(_graph(x, _handle_edges(edge_index, len(names), undirected, f"graph {graph!r} in {edges.path}"), number))
+        edge_index = _handle_edges(edge_index, len(names), undirected, f"graph {graph!r} in {edges.path}")
+        graphs.append(_graph(x, edge_index, number))
     found = _graph_set(folder.name, graphs, ids, class_names)
     found.feature_names = [nodes.header[c] for c in features] if features else None
     return found
@@ -526,12 +549,17 @@ def _read_npz(path: Path, undirected: bool, level: Level | None) -> GraphData:
     try:
         archive = dict(np.load(path, allow_pickle=False))
     except ValueError as error:
-        raise DataError(f"{path} is not a readable .npz of arrays ({str(error).splitlines()[0]}); save it with numpy.savez") from None
-    except (OSError, EOFError) as error:
+        raise DataError(
+            f"{path} is not a readable .npz of arrays ({str(error).splitlines()[0]}); save it with numpy.savez"
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{path} is not a readable .npz file ({error})") from None
     for key in ("x", "edge_index"):
         if key not in archive:
-            raise DataError(f"{path} has no {key!r} array (it has {', '.join(sorted(archive)) or 'none'}); a graph .npz needs x and edge_index")
+            raise DataError(
+                f"{path} has no {key!r} array (it has {', '.join(sorted(archive)) or 'none'}); a graph .npz needs x and "
+                "edge_index"
+            )
     x_values = archive["x"]
     if x_values.dtype.kind not in "biuf":
         raise DataError(f"{path}: x holds {x_values.dtype} values; node features must be numbers")
@@ -579,7 +607,9 @@ def _read_npz_batched(
     if len(crossing):
         e = int(crossing[0])
         s, t = (int(v) for v in edge_index[:, e])
-        raise DataError(f"{path}: edge {e} ({s} -> {t}) joins graph {int(batch[s])} to graph {int(batch[t])}; an edge stays in its graph")
+        raise DataError(
+            f"{path}: edge {e} ({s} -> {t}) joins graph {int(batch[s])} to graph {int(batch[t])}; an edge stays in its graph"
+        )
     ids = _strings(archive, "graph_ids", num_graphs, path) or [str(g) for g in range(num_graphs)]
     order = torch.argsort(batch, stable=True)
     counts = torch.bincount(batch, minlength=num_graphs)
@@ -593,7 +623,8 @@ def _read_npz_batched(
             raise DataError(f"{path}: graph {ids[g]!r} (index {g}) has no nodes; it is an empty graph")
         nodes = order[starts[g]: starts[g] + counts[g]]
         edges = local[edge_index[:, edge_graph == g]]
-        graphs.append(_graph(x[nodes], _handle_edges(edges, int(counts[g]), undirected, f"{path}: graph {ids[g]!r}"), int(y[g])))
+        edges = _handle_edges(edges, int(counts[g]), undirected, f"{path}: graph {ids[g]!r}")
+        graphs.append(_graph(x[nodes], edges, int(y[g])))
     found = _graph_set(path.stem, graphs, ids, class_names)
     found.feature_names = _strings(archive, "feature_names", x.shape[1], path)
     return found
@@ -608,10 +639,14 @@ def _subgraph_set(path: Path, archive: dict[str, np.ndarray], node: GraphData) -
     members = np.asarray(archive["subgraph_nodes"]).astype(np.int64).reshape(-1)
     n = int(node.x.shape[0])
     if len(ptr) < 2 or ptr[0] != 0 or ptr[-1] != len(members) or bool((np.diff(ptr) <= 0).any()):
-        raise DataError(f"{path}: subgraph_ptr must rise from 0 to len(subgraph_nodes) = {len(members)}, each subgraph non-empty")
+        raise DataError(
+            f"{path}: subgraph_ptr must rise from 0 to len(subgraph_nodes) = {len(members)}, each subgraph non-empty"
+        )
     outside = np.flatnonzero((members < 0) | (members >= n))
     if len(outside):
-        raise DataError(f"{path}: subgraph_nodes[{outside[0]}] = {members[outside[0]]} is out of range; the graph has {n} nodes")
+        raise DataError(
+            f"{path}: subgraph_nodes[{outside[0]}] = {members[outside[0]]} is out of range; the graph has {n} nodes"
+        )
     num_graphs = len(ptr) - 1
     if "subgraph_y" in archive:
         y = _labels(archive["subgraph_y"], num_graphs, f"{path}: subgraph_y").numpy()
@@ -660,11 +695,14 @@ def _read_planetoid(folder: Path, name: str, undirected: bool) -> GraphData:
     """PyG's reader (a local read, no download), after checks it does not make: every file there,
     enough nodes for its 500-node validation split, neighbour lists within the node count."""
     if name != name.lower():
-        raise DataError(f"{folder}/ind.{name}.*: PyG's Planetoid reader reads lower-case names; rename them ind.{name.lower()}.*")
+        raise DataError(
+            f"{folder}/ind.{name}.*: PyG's Planetoid reader reads lower-case names; rename them ind.{name.lower()}.*"
+        )
     for part in PLANETOID_PARTS:
         if not (folder / f"ind.{name}.{part}").is_file():
             raise DataError(
-                f"{folder / f'ind.{name}.{part}'} does not exist; Planetoid data needs ind.{name}." + "{" + ",".join(PLANETOID_PARTS) + "}"
+                f"{folder / f'ind.{name}.{part}'} does not exist; Planetoid data needs ind.{name}."
+                + "{" + ",".join(PLANETOID_PARTS) + "}"
             )
     where = f"{folder}/ind.{name}"
     try:
