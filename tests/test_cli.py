@@ -1,7 +1,10 @@
-"""The `selfsup` command through a subprocess: the main paths and every kind of bad input."""
+"""The `selfsup` command through a subprocess (the main paths) and its ``main`` in process (bad
+input that stops before training): every kind of bad input."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -9,13 +12,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
+
+from selfsup.cli import main
+from selfsup.data import load_dataset
+from selfsup.rundir import load_run
 
 
 def selfsup(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "selfsup.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600
     )
+
+
+def selfsup_in_process(*args: str) -> subprocess.CompletedProcess:
+    """The CLI's ``main`` in this process, for commands that stop with a user error before any
+    training: no interpreter and torch import per call (5-8 s each). An exception that is not a
+    user error escapes here as the traceback the command line would print; the subprocess tests
+    above and below keep the real entry point covered."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -61,6 +80,12 @@ def test_evaluate_and_embed(run_dir: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     embeddings = np.load(out)
     assert embeddings.shape == (1797, 128) and np.isfinite(embeddings).all()
+    # The rows are the run's encoder on the samples, train split first (a memory-mapped output
+    # once came back all zeros, which is finite).
+    _, method, _ = load_run(run_dir)
+    with torch.no_grad():
+        expected = method.encoder(load_dataset("digits").train.x[:8]).numpy()
+    np.testing.assert_allclose(embeddings[:8], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_resume_a_finished_run_with_nothing_left_to_do(run_dir: Path) -> None:
@@ -72,46 +97,46 @@ def test_resume_a_finished_run_with_nothing_left_to_do(run_dir: Path) -> None:
 
 
 def test_list() -> None:
-    result = selfsup("list")
+    result = selfsup_in_process("list")
     assert result.returncode == 0
     for name in ("simclr", "byol", "barlow_twins", "vicreg", "resnet_tiny", "mlp", "digits"):
         assert name in result.stdout
 
 
 def test_unknown_names(tmp_path: Path) -> None:
-    assert_user_error(selfsup("pretrain", "--method", "simclrr", "-o", str(tmp_path / "a")), "Did you mean 'simclr'", "byol")
-    assert_user_error(selfsup("pretrain", "--backbone", "resnet", "-o", str(tmp_path / "b")), "resnet_tiny")
-    assert_user_error(selfsup("pretrain", "--data", "digts", "-o", str(tmp_path / "c")), "Did you mean 'digits'")
-    assert_user_error(selfsup("pretrain", "--set", "method.temprature=0.1", "-o", str(tmp_path / "d")), "temperature")
+    assert_user_error(selfsup_in_process("pretrain", "--method", "simclrr", "-o", str(tmp_path / "a")), "Did you mean 'simclr'", "byol")
+    assert_user_error(selfsup_in_process("pretrain", "--backbone", "resnet", "-o", str(tmp_path / "b")), "resnet_tiny")
+    assert_user_error(selfsup_in_process("pretrain", "--data", "digts", "-o", str(tmp_path / "c")), "Did you mean 'digits'")
+    assert_user_error(selfsup_in_process("pretrain", "--set", "method.temprature=0.1", "-o", str(tmp_path / "d")), "temperature")
     assert not any((tmp_path / n).exists() for n in "abcd")
 
 
 def test_bad_paths_and_files(tmp_path: Path) -> None:
-    assert_user_error(selfsup("pretrain", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "r1")), "does not exist")
+    assert_user_error(selfsup_in_process("pretrain", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "r1")), "does not exist")
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert_user_error(selfsup("pretrain", "--data", str(empty), "-o", str(tmp_path / "r2")), str(empty))
+    assert_user_error(selfsup_in_process("pretrain", "--data", str(empty), "-o", str(tmp_path / "r2")), str(empty))
     images = tmp_path / "images"
     images.mkdir()
     (images / "broken.png").write_bytes(b"not a png at all")
-    assert_user_error(selfsup("pretrain", "--data", str(images), "-o", str(tmp_path / "r3")), "broken.png", "skip")
-    assert_user_error(selfsup("pretrain", "-c", str(tmp_path / "nope.yaml")), "nope.yaml")
-    assert_user_error(selfsup("evaluate", str(tmp_path)), "not a selfsup run directory")
-    assert_user_error(selfsup("pretrain", "--resume", str(tmp_path / "never")), "does not exist")
+    assert_user_error(selfsup_in_process("pretrain", "--data", str(images), "-o", str(tmp_path / "r3")), "broken.png", "skip")
+    assert_user_error(selfsup_in_process("pretrain", "-c", str(tmp_path / "nope.yaml")), "nope.yaml")
+    assert_user_error(selfsup_in_process("evaluate", str(tmp_path)), "not a selfsup run directory")
+    assert_user_error(selfsup_in_process("pretrain", "--resume", str(tmp_path / "never")), "does not exist")
 
 
 def test_batch_size_larger_than_data(tmp_path: Path) -> None:
-    assert_user_error(selfsup("pretrain", "--batch-size", "4096", "-o", str(tmp_path / "r")), "larger than", "--batch-size")
+    assert_user_error(selfsup_in_process("pretrain", "--batch-size", "4096", "-o", str(tmp_path / "r")), "larger than", "--batch-size")
 
 
 def test_nan_in_user_arrays(tmp_path: Path) -> None:
     x = np.random.rand(64, 10).astype(np.float32)
     x[7, 3] = np.nan
     np.save(tmp_path / "x.npy", x)
-    assert_user_error(selfsup("pretrain", "--data", str(tmp_path / "x.npy"), "-o", str(tmp_path / "r")), "x.npy", "7")
+    assert_user_error(selfsup_in_process("pretrain", "--data", str(tmp_path / "x.npy"), "-o", str(tmp_path / "r")), "x.npy", "7")
 
 
 def test_existing_output_is_kept(run_dir: Path) -> None:
     before = (run_dir / "metrics.json").read_text()
-    assert_user_error(selfsup("pretrain", "-o", str(run_dir)), "already holds a run", "--resume")
+    assert_user_error(selfsup_in_process("pretrain", "-o", str(run_dir)), "already holds a run", "--resume")
     assert (run_dir / "metrics.json").read_text() == before
