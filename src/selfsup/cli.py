@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -407,8 +408,15 @@ COMMANDS = {
 _WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """A warning as the command line shows it: ``warning: <message>``, without the source line."""
+    return f"warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code (docs/cli.md lists them)."""
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
     args = build_parser().parse_args(argv)
     try:
         # SIGINT and SIGTERM end any command with exit 128 + signal (pretrain stops at a step boundary).
