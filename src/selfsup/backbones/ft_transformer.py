@@ -45,7 +45,7 @@ import torch.nn as nn
 
 from selfsup.backbones.base import register_backbone
 from selfsup.backbones.table import ColumnSplit
-from selfsup.backbones.tokens import TokenBackbone, Tokens, TransformerBlock, init_transformer_weights, mean_over_tokens
+from selfsup.backbones.tokens import TokenBackbone, Tokens, TransformerBlock, cls_or_mean, init_transformer_weights
 from selfsup.config import NonNegativeInt, OneOf, PositiveFloat, PositiveInt, Range
 from selfsup.errors import ConfigError, DataError
 
@@ -161,11 +161,7 @@ class FTTransformer(TokenBackbone):
 
     def pool(self, tokens: Tokens) -> torch.Tensor:
         """``[N, dim]``: the [CLS] output (``pool="cls"``) or the mean over the column tokens."""
-        if self.config.pool == "cls":
-            if tokens.cls is None:
-                raise ValueError("pool='cls' needs encoded tokens with a CLS output (from encode)")
-            return tokens.cls
-        return mean_over_tokens(tokens.x, tokens.padding)
+        return cls_or_mean(tokens, self.config.pool)
 
 
 __all__ = ["FTTransformer", "FTTransformerConfig"]

@@ -14,6 +14,18 @@ from selfsup.config_checks import check_not_empty
 from selfsup.errors import ConfigError
 
 
+def mlp_blocks(in_dim: int, widths: tuple[int, ...], batch_norm: bool) -> tuple[list[nn.Module], int]:
+    """``Linear -> BatchNorm (optional) -> ReLU`` per width; returns the layers and the output width."""
+    layers: list[nn.Module] = []
+    for width in widths:
+        layers.append(nn.Linear(in_dim, width))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(width))
+        layers.append(nn.ReLU(inplace=True))
+        in_dim = width
+    return layers, in_dim
+
+
 @dataclass
 class MLPConfig:
     """``hidden_dims``: widths of the hidden layers; the last one is ``embed_dim``."""
@@ -35,16 +47,8 @@ class MLP(nn.Module):
         super().__init__()
         if not config.hidden_dims:
             raise ConfigError("backbone 'mlp' needs at least one hidden dim (hidden_dims=[512])")
-        layers: list[nn.Module] = [nn.Flatten()]
-        in_dim = math.prod(input_shape)
-        for width in config.hidden_dims:
-            layers.append(nn.Linear(in_dim, width))
-            if config.batch_norm:
-                layers.append(nn.BatchNorm1d(width))
-            layers.append(nn.ReLU(inplace=True))
-            in_dim = width
-        self.net = nn.Sequential(*layers)
-        self.embed_dim = in_dim
+        blocks, self.embed_dim = mlp_blocks(math.prod(input_shape), config.hidden_dims, config.batch_norm)
+        self.net = nn.Sequential(nn.Flatten(), *blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

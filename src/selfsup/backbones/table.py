@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from selfsup.backbones.base import register_backbone
+from selfsup.backbones.mlp import mlp_blocks
 from selfsup.config import NonNegativeInt, PositiveInt
 from selfsup.config_checks import check_not_empty
 from selfsup.errors import ConfigError
@@ -83,15 +84,8 @@ class TableMLP(nn.Module):
             )
         self.columns = ColumnSplit(sizes, config.category_dim)
         in_dim = self.columns.num_numeric + self.columns.num_categorical * config.category_dim
-        layers: list[nn.Module] = []
-        for width in config.hidden_dims:
-            layers.append(nn.Linear(in_dim, width))
-            if config.batch_norm:
-                layers.append(nn.BatchNorm1d(width))
-            layers.append(nn.ReLU(inplace=True))
-            in_dim = width
-        self.net = nn.Sequential(*layers)
-        self.embed_dim = in_dim
+        blocks, self.embed_dim = mlp_blocks(in_dim, config.hidden_dims, config.batch_norm)
+        self.net = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         numeric, embedded = self.columns(x)

@@ -82,6 +82,15 @@ def mean_over_tokens(x: torch.Tensor, padding: torch.Tensor | None) -> torch.Ten
     return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
+def cls_or_mean(tokens: "Tokens", pool: str) -> torch.Tensor:
+    """``[N, D]``: the CLS output (``pool == "cls"``) or the mean over the non-padding tokens."""
+    if pool == "cls":
+        if tokens.cls is None:
+            raise ValueError("pool='cls' needs encoded tokens with a CLS output (from encode)")
+        return tokens.cls
+    return mean_over_tokens(tokens.x, tokens.padding)
+
+
 # ----------------------------------------------------------------------------- position embeddings
 
 

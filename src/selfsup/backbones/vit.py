@@ -27,8 +27,8 @@ from selfsup.backbones.tokens import (
     TokenBackbone,
     Tokens,
     TransformerBlock,
+    cls_or_mean,
     init_transformer_weights,
-    mean_over_tokens,
     sincos_2d,
 )
 from selfsup.config import OneOf, PositiveFloat, PositiveInt, Range
@@ -151,11 +151,7 @@ class VisionTransformer(TokenBackbone):
 
     def pool(self, tokens: Tokens) -> torch.Tensor:
         """``[N, D]``: the CLS output (``pool="cls"``) or the mean over the non-padding patch tokens."""
-        if self.config.pool == "cls":
-            if tokens.cls is None:
-                raise ValueError("pool='cls' needs encoded tokens with a CLS output (from encode)")
-            return tokens.cls
-        return mean_over_tokens(tokens.x, tokens.padding)
+        return cls_or_mean(tokens, self.config.pool)
 
 
 @dataclass
