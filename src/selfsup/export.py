@@ -110,7 +110,7 @@ class StandaloneEncoder(nn.Module):
         return self.encoder.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[1:]) != self.input_shape:
+        if self.encoder.modality.sample_shape_of(x) != self.input_shape:
             raise DataError(
                 f"the encoder takes samples [N, {', '.join(map(str, self.input_shape))}]; got a batch of shape "
                 f"{tuple(x.shape)}"
@@ -145,6 +145,12 @@ def export_encoder(
     for package in REQUIRED_PACKAGES[format]:
         _require(package, f"exporting to {format}")
     model, config, meta = _load(run_dir, input_dtype)
+    modality = model.encoder.modality if hasattr(model, "encoder") else None
+    if format != "safetensors" and modality is not None and not type(modality).traceable:
+        raise ConfigError(
+            f"{modality.name} encoders take several tensors per batch, which {format} cannot trace; export with "
+            "--format safetensors and load it with selfsup.export.load_exported"
+        )
     if path is None:
         target = Path(run_dir) / EXPORT_DIR / f"encoder{FORMATS[format]}"
         if not target.parent.exists():

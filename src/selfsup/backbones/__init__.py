@@ -8,7 +8,7 @@ vectors) and each backbone takes from it what it needs.
 
 from __future__ import annotations
 
-from selfsup.backbones import ft_transformer, mlp, resnet, table, timeseries, vit  # noqa: F401  (importing registers the backbones)
+from selfsup.backbones import ft_transformer, graph, mlp, resnet, table, timeseries, vit  # noqa: F401  (importing registers the backbones)
 from selfsup.backbones.base import BACKBONES, create_backbone, list_backbones, register_backbone
 
 __all__ = ["BACKBONES", "register_backbone", "create_backbone", "list_backbones"]

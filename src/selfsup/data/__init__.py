@@ -11,6 +11,7 @@ vectors ``[N, D]`` float32, series ``[N, C, T]`` float32 with NaN for missing va
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from dataclasses import dataclass
@@ -19,10 +20,11 @@ from typing import Annotated, Any
 
 import torch
 
-from selfsup.config import Range, build_dataclass
+from selfsup.config import OneOf, Range, build_dataclass
 from selfsup.config_checks import coerce_optional
 from selfsup.data.base import ArrayDataset, Batch, DatasetSplits, SampleSource
 from selfsup.data.builtin import DATASETS
+from selfsup.data.exclude import exclude_samples
 from selfsup.data.idx import load_idx_folder, parse_idx_spec
 from selfsup.data.loader import check_batch, iterate, make_loader, materialize
 from selfsup.data.table import TABLE_EXTENSIONS, TableSource, load_table
@@ -33,11 +35,19 @@ from selfsup.data.timeseries import (
 )
 from selfsup.errors import ConfigError, DataError
 
+try:  # graphs need the [graph] extra (PyTorch Geometric); every other kind of data reads without it
+    from selfsup.data.graph_source import load_graph
+except ConfigError as _missing:
+    _GRAPH_MISSING: str | None = str(_missing)
+    load_graph = None  # type: ignore[assignment]
+else:
+    _GRAPH_MISSING = None
+
 _FORMS = (
     "a directory of images, a .npy/.npz file, 'folder:PATH', 'arrays:PATH' or 'idx:DIR' (MNIST-format files); for time series "
     "'ucr:NAME' (shipped: " + ", ".join(n.split(":", 1)[1] for n in list_timeseries_datasets()) + "), "
     "a .ts/.csv/.tsv file or 'series:PATH' (.npy/.npz [N, T] or [N, C, T]); for tables 'table:PATH' "
-    "(.csv/.tsv/.parquet)"
+    "(.csv/.tsv/.parquet); for graphs 'graph:PATH' (a folder with edges.csv and nodes.csv, an .npz, Planetoid files)"
 )
 
 
@@ -63,10 +73,18 @@ class DataOptions:
             (default: the most common size in the folder).
         train_subset: use only this many training samples, a fixed random subset (quick
             experiments, benchmarks on a budget); None: all of them.
+        exclude: a CSV of sample ids to leave out of the training split (``selfsup pretrain
+            --exclude FILE``; a scan's ``scan.csv``: its flagged rows), applied after
+            ``train_subset``; stored as an absolute path. See :mod:`selfsup.data.exclude`.
         label, categorical, numeric, ignore, id: tables only (``table:PATH``): the label
             column; columns read as categorical / numeric whatever their values look like;
             columns left out; the column whose values name the samples (left out of the
             features). See :mod:`selfsup.data.table`.
+        level, hops, directed: graphs only (``graph:PATH``): ``"node"`` or ``"graph"`` for an
+            ``.npz`` that holds both (default: its node-level graph); node level: None (every
+            batch is the whole graph) or the subgraph within ``hops`` of the batch's nodes;
+            keep the edges' direction (default: undirected, the reverse of every edge added).
+            See :mod:`selfsup.data.graph_source`.
     """
 
     image_size: Any = None
@@ -76,12 +94,21 @@ class DataOptions:
     numeric: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     id: str | None = None
+    # Graphs (graph:PATH): the level of an .npz holding both, k-hop batches, directed edges.
+    level: Annotated[str, OneOf("node", "graph")] | None = None
+    hops: Annotated[int, Range(ge=1)] | None = None
+    directed: bool = False
     # Pretrain and fit the probes on a fixed random subset of this many training samples (the
     # same for every run: drawn with seed 0, kept in file order); the test split stays whole.
     train_subset: Annotated[int, Range(ge=2)] | None = None
+    # Leave the samples a CSV lists (or flags) out of the training split, after train_subset.
+    exclude: str | None = None
 
     def __post_init__(self) -> None:
         coerce_optional(self, "train_subset")
+        if self.exclude is not None:  # absolute, so a resume from another folder reads the same file
+            self.exclude = str(Path(str(self.exclude)).expanduser().absolute())
+        coerce_optional(self, "hops")
         for key in ("label", "id"):
             value = getattr(self, key)
             if value is not None and not isinstance(value, str):
@@ -133,10 +160,19 @@ def load_dataset(
                 f"data.{given[0]} applies to tables, and {spec} is {splits.train.modality} data; "
                 "read a CSV as a table with --data table:PATH"
             )
+    if splits.train.modality != "graph":
+        given = [k for k in ("level", "hops", "directed") if getattr(opts, k)]
+        if given:
+            raise ConfigError(
+                f"data.{given[0]} applies to graphs, and {spec} is {splits.train.modality} data; "
+                "read a graph with --data graph:PATH"
+            )
     n = opts.train_subset
     if n is not None and n < len(splits.train):
         chosen = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))[:n].sort().values
-        splits = DatasetSplits(splits.train.subset(chosen), splits.test)
+        splits = DatasetSplits(splits.train.subset(chosen), splits.test, splits.pretrain)
+    if opts.exclude is not None:
+        splits = dataclasses.replace(splits, train=exclude_samples(splits.train, opts.exclude, str(spec)))
     return splits
 
 
@@ -172,6 +208,15 @@ def _load_spec(
         if not rest.strip():
             raise ConfigError(f"dataset spec {spec!r} has no path after 'table:'")
         return _load_table(Path(rest.strip()).expanduser(), opts, reference)
+    if sep and prefix.lower() == "graph":
+        if not rest.strip():
+            raise ConfigError(f"dataset spec {spec!r} has no path after 'graph:'")
+        if load_graph is None:
+            raise ConfigError(_GRAPH_MISSING)
+        return load_graph(
+            Path(rest.strip()).expanduser(), level=opts.level, hops=opts.hops, undirected=not opts.directed,
+            reference=reference if reference and reference.get("kind") == "graph" else None,
+        )
     if sep and prefix.lower() == "idx":
         return parse_idx_spec(rest)
     if sep and prefix.lower() == "series":

@@ -216,10 +216,19 @@ class DatasetSplits:
     """The train split (used for pretraining and to fit probes) and an optional test split.
 
     When ``test`` is ``None``, evaluation holds out a stratified part of ``train`` itself.
+    ``pretrain``: the samples pretraining reads when they are more than ``train`` (the probes'
+    labelled samples): every node of a graph whose public split labels a few (transductive
+    node-level learning); ``None``: ``train``. See :attr:`pretraining`.
     """
 
     train: SampleSource
     test: SampleSource | None
+    pretrain: SampleSource | None = None
+
+    @property
+    def pretraining(self) -> SampleSource:
+        """The source pretraining (and its input statistics) reads."""
+        return self.pretrain if self.pretrain is not None else self.train
 
 
 def collate_samples(samples: list[dict[str, Any] | BadSample] | Batch) -> Batch:

@@ -28,7 +28,13 @@ from selfsup.evaluate.common import ArrayLike, ProbeResult, labels_numpy, pick_b
 
 
 def _as_inputs(x: ArrayLike, name: str) -> torch.Tensor:
-    """Raw samples ``[N, *sample_shape]`` as a float CPU tensor; NaN is allowed (series' missing values)."""
+    """Raw samples ``[N, *sample_shape]`` as a float CPU tensor; NaN is allowed (series' missing values).
+    A batch that is not one tensor (a :class:`~selfsup.data.graph_batch.GraphBatch`: it answers
+    ``shape``, indexing by samples and ``.to()`` as a tensor does) is taken as floats on the CPU."""
+    if hasattr(x, "__torch_function__") and not isinstance(x, torch.Tensor):
+        if len(x) == 0:
+            raise DataError(f"{name} must be a non-empty batch of samples")
+        return x.to("cpu").float()
     t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
     if t.ndim < 2 or t.shape[0] == 0:
         raise DataError(f"{name} must be a non-empty batch of samples [N, ...], got shape {tuple(t.shape)}")

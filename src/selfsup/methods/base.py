@@ -109,6 +109,10 @@ class Encoder(nn.Module):
         """One feature per timestamp ``[N, T, D]`` (backbones that provide ``"timesteps"``)."""
         return self.backbone.forward_tokens(self.standardize(x), mask=mask)
 
+    def forward_nodes(self, x: Any) -> torch.Tensor:
+        """Graph backbones (``"nodes"``): every node's row ``[n, D]`` of the standardised graphs."""
+        return self.backbone.forward_nodes(self.standardize(x))
+
     def tokenize(self, x: torch.Tensor) -> Any:
         """Token backbones: the standardised samples' tokens (:class:`selfsup.backbones.tokens.Tokens`)."""
         return self.backbone.tokenize(self.standardize(x))

@@ -111,7 +111,7 @@ def resolve_config(
     name = config.backbone.name if config.backbone.name != "auto" else None
     user_params = dict(config.backbone.params)
     if name is None and modality is not None:
-        name = get_modality(modality).default_backbone
+        name = get_modality(modality, data_info).default_backbone  # may depend on the data (a graph's level)
         if "tokens" in method.requires and (method.modalities is None or modality in method.modalities):
             picked = get_modality(modality).token_backbone(sample_shape)
             if picked is None:
@@ -360,7 +360,7 @@ def _train(
     data = load_dataset(
         config.data.name, skip_bad_files=config.skip_bad_files, options=config.data.params, reference=reference,
     )
-    train = data.train
+    train = data.pretraining  # every node of a graph whose split labels a few; else the train split
     config = resolve_config(config, train.modality, tuple(train.sample_shape), train.data_info)
     cfg = config.train
     if cfg.batch_size > len(train):
@@ -406,7 +406,7 @@ def _fit(
     config: RunConfig, run_dir: Path, resume: bool, callbacks: list[L.Callback] | None, evaluate: bool | None,
     requests: StopRequests, data: DatasetSplits, method: Method, views: Any, mean: torch.Tensor,
 ) -> RunResult:
-    train, cfg = data.train, config.train
+    train, cfg = data.pretraining, config.train
     on_gpu = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
     # The data order is a function of (seed, epoch) and the global batch is split across the
     # processes; the loader's own generator keeps the global random stream untouched.
@@ -420,8 +420,9 @@ def _fit(
         sampler=sampler,
     )
     generator = torch.Generator().manual_seed(cfg.seed)
-    monitor_idx = torch.randperm(len(train), generator=generator)[: cfg.monitor_samples]
-    monitored = materialize(train.subset(monitor_idx), skip_bad_files=config.skip_bad_files)
+    # The monitor's online probes read labels: its samples come from the (labelled) train split.
+    monitor_idx = torch.randperm(len(data.train), generator=generator)[: cfg.monitor_samples]
+    monitored = materialize(data.train.subset(monitor_idx), skip_bad_files=config.skip_bad_files)
     module.run_meta = {
         "format_version": FORMAT_VERSION,
         "input_shape": list(train.sample_shape),

@@ -10,7 +10,7 @@ whatever N is, and the same generator state gives the same views.
 
 from __future__ import annotations
 
-from selfsup.views import image, masked, table, timeseries, vector  # noqa: F401  (importing registers the generators)
+from selfsup.views import graph, image, masked, table, timeseries, vector  # noqa: F401  (importing registers the generators)
 from selfsup.views.base import VIEWS, ViewGenerator, Views, create_views, list_views, register_views
 
 __all__ = ["Views", "ViewGenerator", "VIEWS", "register_views", "create_views", "list_views"]

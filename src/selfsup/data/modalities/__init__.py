@@ -34,6 +34,7 @@ class Modality:
         tree_baseline: samples are flat feature vectors, so ``eval.trees: auto`` puts the
             gradient-boosted-trees baseline (:meth:`tree_features`) beside the probes; False
             where trees on the raw values say little (pixels, time steps).
+        traceable: an encoder of these samples traces to ONNX / TorchScript (one tensor in).
     """
 
     default_views: ClassVar[str] = "vector"
@@ -57,6 +58,9 @@ class Modality:
     stat_dims: ClassVar[tuple[int, ...]] = (0,)
     unbiased_std: ClassVar[bool] = True
     tree_baseline: ClassVar[bool] = False
+    # A batch of samples is one tensor, so an encoder traces to ONNX and TorchScript (False for
+    # graphs: a GraphBatch is several tensors; their encoders export as safetensors).
+    traceable: ClassVar[bool] = True
 
     @property
     def name(self) -> str:
@@ -66,6 +70,10 @@ class Modality:
     def collate(self, samples: list[dict[str, Any] | BadSample] | Batch) -> Batch:
         """Samples (or a batch a source made whole) -> one :class:`Batch`."""
         return collate_samples(samples)
+
+    def sample_shape_of(self, x: torch.Tensor) -> tuple[int, ...]:
+        """The shape of one sample of the batch ``x`` (what a source's ``sample_shape`` says)."""
+        return tuple(int(s) for s in x.shape[1:])
 
     def to_float(self, x: torch.Tensor) -> torch.Tensor:
         """Raw samples as the source gives them -> float values (on whatever device ``x`` is)."""
