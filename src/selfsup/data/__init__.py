@@ -80,11 +80,12 @@ class DataOptions:
             column; columns read as categorical / numeric whatever their values look like;
             columns left out; the column whose values name the samples (left out of the
             features). See :mod:`selfsup.data.table`.
-        level, hops, directed: graphs only (``graph:PATH``): ``"node"`` or ``"graph"`` for an
-            ``.npz`` that holds both (default: its node-level graph); node level: None (every
-            batch is the whole graph) or the subgraph within ``hops`` of the batch's nodes;
-            keep the edges' direction (default: undirected, the reverse of every edge added).
-            See :mod:`selfsup.data.graph_source`.
+        level, hops, directed, fanout: graphs only (``graph:PATH``): ``"node"`` or ``"graph"``
+            for an ``.npz`` that holds both (default: its node-level graph); node level: None
+            (every batch is the whole graph) or the subgraph within ``hops`` of the batch's
+            nodes; keep the edges' direction (default: undirected, the reverse of every edge
+            added); node level: ``[f1, f2, ...]`` neighbours sampled per node at each hop instead
+            (GraphSAGE's). See :mod:`selfsup.data.graph_source`.
     """
 
     image_size: Any = None
@@ -98,6 +99,7 @@ class DataOptions:
     level: Annotated[str, OneOf("node", "graph")] | None = None
     hops: Annotated[int, Range(ge=1)] | None = None
     directed: bool = False
+    fanout: tuple[int, ...] | None = None  # checked by graph_source.check_fanout
     # Pretrain and fit the probes on a fixed random subset of this many training samples (the
     # same for every run: drawn with seed 0, kept in file order); the test split stays whole.
     train_subset: Annotated[int, Range(ge=2)] | None = None
@@ -161,7 +163,7 @@ def load_dataset(
                 "read a CSV as a table with --data table:PATH"
             )
     if splits.train.modality != "graph":
-        given = [k for k in ("level", "hops", "directed") if getattr(opts, k)]
+        given = [k for k in ("level", "hops", "directed", "fanout") if getattr(opts, k)]
         if given:
             raise ConfigError(
                 f"data.{given[0]} applies to graphs, and {spec} is {splits.train.modality} data; "
@@ -215,7 +217,7 @@ def _load_spec(
             raise ConfigError(_GRAPH_MISSING)
         return load_graph(
             Path(rest.strip()).expanduser(), level=opts.level, hops=opts.hops, undirected=not opts.directed,
-            reference=reference if reference and reference.get("kind") == "graph" else None,
+            reference=reference if reference and reference.get("kind") == "graph" else None, fanout=opts.fanout,
         )
     if sep and prefix.lower() == "idx":
         return parse_idx_spec(rest)

@@ -224,3 +224,15 @@ def sample_rows(g: GraphBatch, h: torch.Tensor, how: str = "mean") -> torch.Tens
     if g.center is not None:
         return h[g.center]
     return pool_graphs(h, g.node_graph, g.num_graphs, how)
+
+
+def rank_in_groups(group: torch.Tensor, key: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Items sorted by ``group [m]`` (ints in ``0 .. num_groups - 1``), then by ``key [m]``:
+    returns ``(order, rank)``, the permutation and each sorted item's rank within its group (0:
+    the smallest key). With random keys, ``order[rank < k]`` is a uniform pick of ``k`` per group."""
+    order = torch.argsort(key, stable=True)
+    order = order[torch.argsort(group[order], stable=True)]
+    count = torch.bincount(group, minlength=num_groups)
+    start = torch.cumsum(count, 0) - count
+    rank = torch.arange(order.numel(), device=group.device) - start[group[order]]
+    return order, rank

@@ -36,7 +36,7 @@ import torch
 
 from selfsup.config import NonNegativeInt, OneOf, Range
 from selfsup.config_checks import check_not_empty, coerce_optional
-from selfsup.data.graph_batch import GraphBatch
+from selfsup.data.graph_batch import GraphBatch, rank_in_groups
 from selfsup.views.base import Views, register_views
 
 Rate = Annotated[float, Range(ge=0, lt=1)]
@@ -73,17 +73,6 @@ def _random_node_of(graphs: torch.Tensor, g: GraphBatch, generator: torch.Genera
     u = torch.rand(graphs.numel(), generator=generator, device=g.device)
     offset = (u * count[graphs]).long().clamp(max=count[graphs] - 1)
     return order[start[graphs] + offset]
-
-
-def _rank_within(group: torch.Tensor, key: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sort items by ``group`` then ``key``; returns ``(order, rank)``: the permutation and each
-    sorted item's rank inside its group (0 for the smallest key)."""
-    order = torch.argsort(key, stable=True)
-    order = order[torch.argsort(group[order], stable=True)]
-    count = torch.bincount(group, minlength=num_groups)
-    start = torch.cumsum(count, 0) - count
-    rank = torch.arange(order.numel(), device=group.device) - start[group[order]]
-    return order, rank
 
 
 # ------------------------------------------------------------------------------ corruptions
@@ -173,7 +162,7 @@ def grow_subgraph(
             return inside
         key = torch.rand(candidates.numel(), generator=generator, device=g.device)
         group = g.node_graph[candidates]
-        order, rank = _rank_within(group, key, g.num_graphs)
+        order, rank = rank_in_groups(group, key, g.num_graphs)
         take = candidates[order][rank < need[group[order]]]
         inside[take] = True
         need = need - torch.bincount(g.node_graph[take], minlength=g.num_graphs)
@@ -252,7 +241,7 @@ def _sparsify(
         keep &= value >= config.eps
     target, source, value = target[keep], source[keep], value[keep]
     if config.top_k is not None and value.numel():
-        order, rank = _rank_within(source, -value, num_nodes)
+        order, rank = rank_in_groups(source, -value, num_nodes)
         chosen = order[rank < config.top_k]
         target, source, value = target[chosen], source[chosen], value[chosen]
     return torch.stack([source, target]), value
