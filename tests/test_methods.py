@@ -8,13 +8,14 @@ import torch
 from selfsup.methods.base import StepContext
 
 from selfsup.backbones import BACKBONES, create_backbone, list_backbones
+from selfsup.data.graph_batch import GraphBatch
 from selfsup.errors import ConfigError
 from selfsup.methods import METHODS, Encoder, create_method, list_methods
 from selfsup.core.teacher import EMATeacher
 from selfsup.rundir import method_backbone_params
 from selfsup.views import create_views
 
-SHAPES = {"image": (1, 8, 8), "vector": (13,), "timeseries": (2, 16), "table": (5,)}
+SHAPES = {"image": (1, 8, 8), "vector": (13,), "timeseries": (2, 16), "table": (5,), "graph": (6,)}
 # A table of four numeric columns and one categorical column of 3 categories (column 2).
 TABLE_SCHEMA = {"kind": "table", "columns": [
     {"name": "a", "type": "numeric"}, {"name": "b", "type": "numeric"},
@@ -22,6 +23,8 @@ TABLE_SCHEMA = {"kind": "table", "columns": [
     {"name": "d", "type": "numeric"}, {"name": "e", "type": "numeric"},
 ]}
 CARDINALITIES = [0, 0, 3, 0, 0]
+# The modalities whose encoder needs its data_info (the rest standardise plain tensors).
+DATA_INFO = {"table": TABLE_SCHEMA, "graph": {"kind": "graph", "level": "node", "num_features": 6}}
 
 
 # Methods that require tokens (masked and predictive ones) run on the token backbone of the modality.
@@ -33,6 +36,11 @@ TOKEN_BACKBONES = {
 
 
 def _samples(modality: str) -> torch.Tensor:
+    if modality == "graph":  # node level: 32 sample nodes of a random 40-node graph (whole-graph context)
+        g = torch.Generator().manual_seed(0)
+        edge_index = torch.randint(0, 40, (2, 120), generator=g)
+        edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
+        return GraphBatch(torch.rand(40, *SHAPES["graph"], generator=g), edge_index, center=torch.arange(32))
     x = torch.rand(32, *SHAPES[modality])
     if modality == "table":  # raw table rows: the categorical column holds category indices
         x[:, 2] = torch.randint(0, 3, (32,)).float()
@@ -45,12 +53,14 @@ def _method(name: str, modality: str = "image", backbone: str = "resnet_tiny"):
     params = {}
     if modality == "table":
         params = {"hidden_dims": [32], "cardinalities": CARDINALITIES}
+    if modality == "graph":
+        params = {"hidden_dim": 16}
     if "tokens" in METHODS.get(name).requires and modality in TOKEN_BACKBONES:
         backbone, params = TOKEN_BACKBONES[modality]
     params = method_backbone_params(METHODS.get(name), backbone, params)  # the pooling it declares, as runs get it
     encoder = Encoder(
         create_backbone(backbone, shape, **params), torch.zeros(stats_shape), torch.ones(stats_shape), shape,
-        modality if modality == "table" else None, TABLE_SCHEMA if modality == "table" else None,
+        modality if modality in DATA_INFO else None, DATA_INFO.get(modality),
     )
     return create_method(name, encoder)
 
@@ -58,7 +68,7 @@ def _method(name: str, modality: str = "image", backbone: str = "resnet_tiny"):
 @pytest.mark.parametrize("name", list_methods())
 @pytest.mark.parametrize(
     "modality,backbone",
-    [("image", "resnet_tiny"), ("vector", "mlp"), ("timeseries", "resnet1d"), ("table", "table_mlp")],
+    [("image", "resnet_tiny"), ("vector", "mlp"), ("timeseries", "resnet1d"), ("table", "table_mlp"), ("graph", "gcn")],
 )
 def test_method_trains_a_few_steps(name: str, modality: str, backbone: str) -> None:
     declared = METHODS.get(name).modalities
@@ -66,6 +76,8 @@ def test_method_trains_a_few_steps(name: str, modality: str, backbone: str) -> N
         pytest.skip(f"the method declares modalities {sorted(declared)}")
     if "tokens" in METHODS.get(name).requires and modality not in TOKEN_BACKBONES:
         pytest.skip(f"no token backbone for {modality} yet")
+    if modality == "graph":
+        pytest.importorskip("torch_geometric")  # the GNN backbones' layers (the [graph] extra)
     torch.manual_seed(0)
     method = _method(name, modality, backbone)
     views = create_views(method.default_views or "auto", modality)
@@ -112,9 +124,13 @@ def test_backbone_contract(name: str) -> None:
     modality = getattr(BACKBONES.get(name), "modality", "image")
     vector = name in ("mlp", "table_mlp") or modality == "table"
     shape = (20,) if vector else (3, 16) if modality == "timeseries" else (3, 16, 16)
+    x = torch.rand(4, *shape)
+    if "nodes" in getattr(BACKBONES.get(name), "provides", ()):  # graph backbones: a GraphBatch of 32 sample nodes
+        pytest.importorskip("torch_geometric")
+        shape, x = SHAPES["graph"], _samples("graph")
     backbone = create_backbone(name, shape)
-    out = backbone(torch.rand(4, *shape))
-    assert out.shape == (4, backbone.embed_dim)
+    out = backbone(x)
+    assert out.shape == (len(x), backbone.embed_dim)
     assert torch.isfinite(out).all()
     out.sum().backward()
     assert all(p.grad is not None for p in backbone.parameters())

@@ -47,7 +47,9 @@ class GNNConfig:
     (``none``: the GCN and GAT papers); ``dropout``: on each layer's input during training;
     ``pool``: graph level, how nodes are pooled; ``jumping``: the node row is the last layer's
     (``last``) or every layer's concatenated (``cat``: embed_dim = layers x hidden_dim); ``heads``:
-    GAT's attention heads; ``residual``: add each hidden layer's input back (same widths only).
+    GAT's attention heads; ``residual``: add each hidden layer's input back (same widths only);
+    ``last_activation``: false leaves the last layer's output linear (no norm, no activation), as
+    a decoder that rebuilds features needs (GraphMAE's).
     """
 
     hidden_dim: PositiveInt = 256
@@ -59,6 +61,7 @@ class GNNConfig:
     jumping: Annotated[str, OneOf("last", "cat")] = "last"
     heads: PositiveInt = 4
     residual: bool = False
+    last_activation: bool = True
 
 
 class GNN(nn.Module):
@@ -82,7 +85,12 @@ class GNN(nn.Module):
         self.acts = nn.ModuleList()
         in_dim = int(input_shape[0])
         for layer in range(config.num_layers):
-            self.convs.append(self._conv(in_dim, width, last=layer == config.num_layers - 1))
+            last = layer == config.num_layers - 1
+            self.convs.append(self._conv(in_dim, width, last=last))
+            if last and not config.last_activation:  # a linear output: no norm, no activation
+                self.norms.append(nn.Identity())
+                self.acts.append(nn.Identity())
+                continue
             self.norms.append(
                 nn.BatchNorm1d(width) if config.norm == "batch" else nn.LayerNorm(width) if config.norm == "layer"
                 else nn.Identity()

@@ -15,6 +15,7 @@ from selfsup.losses.contrastive import (
     supcon_loss,
 )
 from selfsup.losses.distillation import dino_loss, negative_cosine, normalized_mse
+from selfsup.losses.graph import bgrl_loss, dgi_loss, dgi_summary, grace_loss, scaled_cosine_error
 from selfsup.losses.masked import homologous_contrastive_loss, masked_patch_l1, masked_patch_mse, normalize_patches
 from selfsup.losses.infomax import barlow_twins_loss, mixup_cross_correlation_loss, vicreg_loss, whiten, wmse_loss
 from selfsup.losses.moco import moco_loss, moco_v3_loss, nearest_neighbour, nnclr_loss
@@ -28,4 +29,5 @@ __all__ = [
     "negative_cosine", "nnclr_loss", "normalized_mse", "ntxent_am_loss", "sinkhorn_knopp", "supcon_loss",
     "swav_loss", "vicreg_loss", "whiten", "wmse_loss",
     "homologous_contrastive_loss", "masked_patch_l1", "masked_patch_mse", "normalize_patches",
+    "bgrl_loss", "dgi_loss", "dgi_summary", "grace_loss", "scaled_cosine_error",
 ]

@@ -55,6 +55,8 @@ class MixedBarlowTwinsConfig:
 class MixedBarlowTwins(Method):
     Config = MixedBarlowTwinsConfig
     paper = "Bandara et al. 2023, arXiv 2312.02151"
+    # The mixed view is a weighted sum of input tensors: samples held as tensors only (not graphs).
+    modalities = frozenset({"image", "vector", "timeseries", "table"})
 
     def __init__(self, encoder: Encoder, config: MixedBarlowTwinsConfig) -> None:
         super().__init__(encoder, config)
