@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from selfsup.backbones.base import create_backbone
+from selfsup.config import RunConfig, load_yaml
 from selfsup.data.graph_batch import GraphBatch
 from selfsup.evaluate import linear_probe
 from selfsup.evaluate.quality import normalized_std
@@ -21,12 +23,15 @@ from selfsup.losses.graph import bgrl_loss, dgi_loss, dgi_summary, grace_loss, s
 from selfsup.methods import METHODS, Encoder, StepContext, create_method
 from selfsup.methods.dgi import corrupt, shuffle_within_graphs
 from selfsup.methods.graphmae import mask_nodes
+from selfsup.train.runner import apply_method_defaults, resolve_config
 from selfsup.views import create_views
 
 needs_pyg = pytest.mark.skipif(
     importlib.util.find_spec("torch_geometric") is None, reason="the GNN backbones need PyTorch Geometric ([graph] extra)"
 )
 GRAPH_METHODS = ["grace", "bgrl", "dgi", "graphmae"]
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+PACKAGES_INFO = {"kind": "graph", "level": "node", "num_features": 1500}  # benchmarks/data/package_graph.npz
 
 
 def _randn(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -218,7 +223,20 @@ def test_bgrl_target_gets_no_gradient() -> None:
     target = list(method.teacher.parameters())
     assert target and all(not p.requires_grad and p.grad is None for p in target)
     assert not {id(p) for p in target} & {id(p) for p in method.encoder.parameters()}  # a copy, not the encoder
-    assert all(p.grad is not None for p in method.encoder.backbone.parameters())
+    online = [p for p in method.encoder.parameters() if p.requires_grad]
+    grads = [p.grad.clone() for p in online]
+
+    # At initialisation the target equals the online encoder, so only the gradient tells whether
+    # the loss differentiates through the targets: it must be the gradient with them held constant.
+    def gradient(hold_targets: bool) -> list[torch.Tensor]:
+        both = torch.cat(views.global_views)
+        q, y = method.predictor(method.encoder(both)), method.encoder(both)
+        y = y.detach() if hold_targets else y
+        n = len(views.global_views[0])
+        return torch.autograd.grad(bgrl_loss(q[:n], q[n:], y[:n], y[n:]), online)
+
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, gradient(hold_targets=True)))
+    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, gradient(hold_targets=False)))
 
 
 @needs_pyg
@@ -346,3 +364,29 @@ def test_node_level_pretraining_beats_the_random_init_gcn(name: str, sbm, random
     assert accuracy > random_init_accuracy + 0.05, f"{name}: {accuracy:.3f} vs random init {random_init_accuracy:.3f}"
     spread = normalized_std(h).mean * math.sqrt(h.shape[1])  # ~1 healthy, 0 under complete collapse
     assert spread > 0.2, f"{name}: normalised embedding std x sqrt(D) = {spread:.3f}: collapsed"
+
+
+# --------------------------------------------------------------------------- run defaults and recipes
+
+
+@pytest.mark.parametrize("name", ["dgi", "graphmae"])
+def test_methods_without_augmentation_see_the_graph_unchanged(name: str) -> None:
+    """DGI and GraphMAE corrupt the graph themselves: with views "auto" their run defaults give the
+    graph views at rate 0, in the Python API as on the command line."""
+    config, applied = apply_method_defaults(RunConfig(data="graph:g.npz", method=name))
+    resolved = resolve_config(config, "graph", (5,), {"kind": "graph", "level": "node", "num_features": 5})
+    views = create_views(resolved.views.name, "graph", resolved.views.params)
+    g = _random_graph(center=torch.arange(10))
+    (view,) = views(g, torch.Generator().manual_seed(0), METHODS.get(name).num_global_views).global_views
+    assert torch.equal(view.x, g.x) and torch.equal(view.edge_index, g.edge_index)
+    assert any(a.startswith("views.params=") for a in applied)
+
+
+@pytest.mark.parametrize("name", GRAPH_METHODS)
+def test_the_package_graph_recipe_resolves(name: str) -> None:
+    config = RunConfig.from_dict(load_yaml(RECIPES / f"{name}-packages.yaml"))
+    assert config.data.name == "graph:benchmarks/data/package_graph.npz"
+    config, _ = apply_method_defaults(config)
+    resolved = resolve_config(config, "graph", (1500,), PACKAGES_INFO)
+    assert resolved.method.name == name and resolved.views.name == "graph"
+    assert resolved.train.max_steps > 0 and resolved.train.batch_size <= 18_666  # steps of the paper, not epochs
