@@ -1,4 +1,4 @@
-"""The ``selfsup`` command line: pretrain, evaluate, embed, sweep, report, list."""
+"""The ``selfsup`` command line: pretrain, evaluate, embed, sweep, report, export, poison, scan, list."""
 
 from __future__ import annotations
 
@@ -17,14 +17,18 @@ from selfsup.config import COMPONENTS, RunConfig, apply_override, load_yaml, mer
 from selfsup.core.io import check_output_file, write_atomic
 from selfsup.core.lock import RunLock, is_secondary_rank
 from selfsup.data import get_modality, list_datasets, list_modalities, load_dataset
+from selfsup.data.poison import ATTACKS, CTRL_MAGNITUDE, PATCH_FRACTION, check_attack, poison_splits, poisoned_paths, write_poisoned
 from selfsup.data.timeseries import list_timeseries_datasets
 from selfsup.errors import CollapseError, ConfigError, DataError, RunInterrupted, SelfsupError, StorageError
+from selfsup.evaluate.attack import clean_data_of, evaluate_attack, read_attack
+from selfsup.evaluate.detect import DETECTORS, check_detector
 from selfsup.evaluate.embed import embed_source
 from selfsup.evaluate.report import FIGURES_DIR, write_report
-from selfsup.evaluate.run import evaluate_run
+from selfsup.evaluate.run import evaluate_run, random_init_method
+from selfsup.evaluate.scan import FLAG_RATE, SCAN_FILE, compare_with_manifest, scan_run
 from selfsup.export import FORMATS, export_encoder, read_contract
 from selfsup.methods import METHODS
-from selfsup.rundir import check_same_shape, load_run, load_run_config, read_metrics
+from selfsup.rundir import check_same_shape, load_run, load_run_config, read_metrics, write_metrics
 from selfsup.train.runner import pretrain
 from selfsup.train.signals import Stop, StopRequests
 from selfsup.train.sweep import parse_grid, run_sweep, sweep_table
@@ -61,6 +65,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="override a config field, e.g. --set method.temperature=0.2 (repeatable)",
     )
     p.add_argument("--skip-bad-files", action="store_true", help="skip unreadable image files instead of stopping")
+    p.add_argument(
+        "--exclude", type=Path, metavar="FILE.csv",
+        help="leave these samples out of the training split: a CSV with an 'id' column, e.g. a scan's scan.csv "
+        "(its flagged rows); recorded as data.exclude (docs/security.md)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--stop-on-collapse", action="store_true",
@@ -100,6 +109,10 @@ def _config_from_args(args: argparse.Namespace):
             (values[section] if section else values)[field] = value
     if args.skip_bad_files:
         values["skip_bad_files"] = True
+    if getattr(args, "exclude", None) is not None:  # data.exclude, under the data's name
+        data = values.get("data")
+        values["data"] = {"name": data} if isinstance(data, str) else dict(data or {})
+        values["data"]["params"] = {**(values["data"].get("params") or {}), "exclude": str(args.exclude)}
     if args.no_progress:
         values["train"]["progress_bar"] = False
     if getattr(args, "stop_on_collapse", False):
@@ -120,7 +133,7 @@ def _config_from_args(args: argparse.Namespace):
 _FIXED_ON_RESUME = {
     "method": "--method", "data": "--data", "backbone": "--backbone", "batch_size": "--batch-size", "lr": "--lr",
     "seed": "--seed", "devices": "--devices", "precision": "--precision", "config": "-c", "overrides": "--set",
-    "skip_bad_files": "--skip-bad-files", "stop_on_collapse": "--stop-on-collapse",
+    "skip_bad_files": "--skip-bad-files", "stop_on_collapse": "--stop-on-collapse", "exclude": "--exclude",
 }
 
 
@@ -198,6 +211,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.protocol is not None:
         probes = PROTOCOLS[args.protocol]
     load_run_config(args.run_dir)  # one line for a missing or damaged run directory, before the lock
+    if args.attack is not None:
+        return _evaluate_attack(args)
     with RunLock(args.run_dir, "evaluating the run"):  # not while a process trains it (both write metrics.json)
         record = evaluate_run(
             args.run_dir, data_spec=args.data, probes=probes, finetune=args.finetune, risk=args.risk or None,
@@ -206,6 +221,72 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     print(f"evaluation of {args.run_dir} on {record['evaluation']['data']} ({record['evaluation']['note']}):")
     print(record["evaluation_table"])
+    return 0
+
+
+def _evaluate_attack(args: argparse.Namespace) -> int:
+    """``selfsup evaluate RUN_DIR --attack X.attack.json``: clean accuracy and attack success rate."""
+    attack = read_attack(args.attack)
+    config, method, _ = load_run(args.run_dir)
+    clean = load_dataset(args.data) if args.data else clean_data_of(attack)
+    check_same_shape(method, clean.train, "evaluate")
+    encoders = {"pretrained": method.encoder, "random-init": random_init_method(config, method).encoder}
+    results = {name: evaluate_attack(encoder, clean, attack, seed=config.train.seed).to_dict() for name, encoder in encoders.items()}
+    with RunLock(args.run_dir, "evaluating the run"):
+        write_metrics(args.run_dir, {"attack": {"file": str(args.attack), "attack": attack.attack, "results": results}})
+    target = attack.class_names[attack.target_class] if attack.class_names else attack.target_class
+    print(f"{attack.attack} attack on {args.run_dir} (target class {target}; linear probe fit on clean {attack.data or args.data}):")
+    print(f"{'':<12} {'clean acc':>9} {'ASR':>7} {'target rate without trigger':>28}")
+    for name, r in results.items():
+        print(f"{name:<12} {100 * r['clean_accuracy']:>8.1f}% {100 * r['asr']:>6.1f}% {100 * r['clean_target_rate']:>27.1f}%")
+    return 0
+
+
+def cmd_poison(args: argparse.Namespace) -> int:
+    check_attack(args.attack, args.rate)
+    out = Path(args.output)
+    if out.suffix != ".npz":
+        raise ConfigError(f"output {out} must end in .npz (the poisoned images, read back with --data arrays:{out})")
+    for path in poisoned_paths(out):
+        check_output_file(path, force=args.force, what="poisoned data file")
+    options = {"train_subset": args.train_subset} if args.train_subset else {}
+    splits = load_dataset(args.data, options=options)
+    arrays, chosen, spec = poison_splits(
+        splits, args.attack, args.target_class, args.rate, seed=args.seed, magnitude=args.magnitude,
+        patch_fraction=args.patch_fraction, data_name=args.data,
+    )
+    spec.data, spec.train_subset = args.data, args.train_subset
+    npz, manifest, description = write_poisoned(out, arrays, chosen, spec)
+    target = spec.class_names[spec.target_class] if spec.class_names else spec.target_class
+    print(
+        f"wrote {npz}: {len(arrays['x_train'])} training images, {len(chosen)} of class {target} with the {args.attack} "
+        f"trigger (simulated attack, for evaluating defences)" + (", and the clean test split" if "x_test" in arrays else "")
+    )
+    print(f"wrote {manifest} (id,poisoned) and {description} (the attack, for selfsup evaluate --attack)")
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    check_detector(args.detector)
+    load_run_config(args.run_dir)  # one line for a missing or damaged run directory
+    if args.output is not None:
+        check_output_file(args.output, force=args.force, what="scan file")
+    result = scan_run(
+        args.run_dir, data_spec=args.data, detector=args.detector, flag_rate=args.flag_rate, output=args.output,
+        num_clusters=args.clusters, flip_set_size=args.flip_set,
+        progress=(lambda line: print(line, file=sys.stderr)) if sys.stderr.isatty() else None,
+    )
+    flagged = int(result.flagged.sum())
+    print(f"scanned {len(result.ids)} training samples with {args.detector}: {flagged} flagged "
+          f"(the top {100 * args.flag_rate:g}% of the ranking)")
+    print(f"wrote {result.csv_path}" + (f" and {result.grid_path} (the top-ranked images)" if result.grid_path else ""))
+    if args.manifest is not None:
+        m = compare_with_manifest(result, args.manifest)
+        print(
+            f"against {args.manifest}: {m['poisoned']} poisoned; flagged precision {100 * m['precision']:.1f}%, recall "
+            f"{100 * m['recall']:.1f}%; AUROC {m['auroc']:.3f}; recall at 5% false positives {100 * m['recall_at_5pct_fpr']:.1f}%"
+        )
+    print(f"to train without the flagged samples: selfsup pretrain --exclude {result.csv_path} ...")
     return 0
 
 
@@ -344,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PROTOCOLS),
         help="a published protocol: svm = TS2Vec's (RBF SVM, C by 5-fold CV on train); standard = knn,linear",
     )
+    p.add_argument(
+        "--attack", type=Path, metavar="X.attack.json",
+        help="instead of the probes: clean accuracy and attack success rate of a simulated backdoor (the file "
+        "selfsup poison wrote); the linear probe is fit on the clean data it names (or --data)",
+    )
     p = sub.add_parser(
         "sweep",
         help="pretrain a grid of configurations and rank them by RankMe (and by a probe where labels exist)",
@@ -393,6 +479,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-dtype", metavar="DTYPE",
         help="dtype of the raw samples the file takes, e.g. uint8 or float32 (default: that of the run's data)",
     )
+    p = sub.add_parser(
+        "poison",
+        help="SIMULATE a backdoor attack: write a poisoned copy of an image dataset (for evaluating defences)",
+        description="Write a poisoned copy of DATA as OUTPUT.npz (uint8 x_train/y_train, the clean x_test/y_test), "
+        "OUTPUT.manifest.csv (id,poisoned) and OUTPUT.attack.json. Poisons are drawn from the target class and keep "
+        "their labels. For evaluating defences only; see docs/security.md.",
+    )
+    p.add_argument("data", help="an image dataset: digits, fashion_mnist, idx:DIR, arrays:PATH.npz, folder:DIR")
+    p.add_argument("--attack", required=True, metavar="ATTACK", help=f"one of {', '.join(ATTACKS)}")
+    p.add_argument("--target-class", required=True, metavar="C", help="the class poisons are drawn from (index or name)")
+    p.add_argument("--rate", type=float, default=0.01, help="poisoned samples as a fraction of the training set (default 0.01)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the poisoned samples, the patch and its places")
+    p.add_argument("--magnitude", type=float, default=CTRL_MAGNITUDE,
+                   help=f"ctrl: the change of the two DCT coefficients on the 0..255 scale (default {CTRL_MAGNITUDE:g})")
+    p.add_argument("--patch-fraction", type=float, default=PATCH_FRACTION,
+                   help=f"patch: its side as a fraction of the image's shorter side (default {PATCH_FRACTION:.3f}, Saha et al.)")
+    p.add_argument("--train-subset", type=int, metavar="N", help="poison a fixed random subset of N training images (data.train_subset)")
+    p.add_argument("-o", "--output", required=True, help="the poisoned dataset, ending in .npz")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p = sub.add_parser(
+        "scan",
+        help="score every training sample of a run for data poisoning; write RUN_DIR/scan.csv and scan.png",
+        description="Embed the run's training data, score every sample with a detector (PatchSearch by default), "
+        "flag the top of the ranking, write scan.csv (id, score, rank, flagged, cluster) and scan.png (the top-ranked "
+        "images). Train without the flagged samples with selfsup pretrain --exclude scan.csv. See docs/security.md.",
+    )
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--data", help="scan this data instead of the run's own (same sample shape)")
+    p.add_argument("--detector", default="patchsearch", metavar="NAME", help=f"one of {', '.join(DETECTORS)} (default patchsearch)")
+    p.add_argument("--flag-rate", type=float, default=FLAG_RATE,
+                   help=f"flag this fraction of the training set, the top of the ranking (default {FLAG_RATE:g})")
+    p.add_argument("--clusters", type=int, help="k-means clusters (default: one per 100 samples, 2 to 1000)")
+    p.add_argument("--flip-set", type=int, default=1000, help="patchsearch: images each candidate patch is pasted on (default 1000)")
+    p.add_argument("--manifest", type=Path, help="a poisoned set's manifest: also print precision, recall and AUROC")
+    p.add_argument("-o", "--output", type=Path, help=f"the CSV to write (default RUN_DIR/{SCAN_FILE}; the grid beside it as .png)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing -o file")
     p = sub.add_parser("list", help="list methods, backbones, datasets, views and modalities")
     p.add_argument("what", nargs="?", choices=("methods", "backbones", "datasets", "views", "modalities"))
     return parser
@@ -400,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "embed": cmd_embed, "sweep": cmd_sweep, "report": cmd_report,
-    "list": cmd_list, "export": cmd_export,
+    "list": cmd_list, "export": cmd_export, "poison": cmd_poison, "scan": cmd_scan,
 }
 
 

@@ -307,3 +307,16 @@ def sgd_linear_probe(
             "n_test": int(vy.size),
         },
     )
+
+
+def linear_predict(train_x: ArrayLike, train_y: ArrayLike, query_x: ArrayLike, C: float, max_iter: int = 1000) -> np.ndarray:
+    """Labels ``[N_query]`` that the L-BFGS linear probe with inverse regularisation ``C``, fit on
+    all of ``(train_x, train_y)`` (standardised with their statistics), gives ``query_x
+    [N_query, D]``: the probe :func:`linear_probe` scores, for protocols that need its predictions
+    (the attack success rate, :mod:`selfsup.evaluate.attack`)."""
+    tx, ty = features_numpy(train_x, "train_x"), labels_numpy(train_y, "train_y")
+    qx = features_numpy(query_x, "query_x")
+    if qx.shape[1] != tx.shape[1]:
+        raise DataError(f"query_x has {qx.shape[1]} features per sample but train_x has {tx.shape[1]}")
+    predicted, _ = _fit_predict(tx, ty, qx, float(C), int(max_iter))
+    return predicted

@@ -9,7 +9,9 @@ The page shows, for a run directory:
 - the singular-value spectrum of the embeddings, pretrained beside a random-init encoder,
 - a 2-D map of the embeddings (UMAP when installed, else t-SNE, else PCA), coloured by label,
 - the evaluation table (pretrained, random-init, raw input; gradient-boosted trees on flat vectors)
-  when the run has been evaluated.
+  when the run has been evaluated,
+- when ``selfsup scan`` has written ``scan.csv``: the histogram of the poisoning scores and the
+  grid of the top-ranked images (``scan.png``).
 
 Images are inlined as base64 PNG; the page loads nothing from anywhere else. The same figures are
 written to ``RUN_DIR/report/*.png``.
@@ -39,6 +41,7 @@ from selfsup.evaluate.rankme import rankme, singular_values
 from selfsup.evaluate.results import _format_cell as format_cell
 from selfsup.evaluate.risk import COLUMNS as RISK_COLUMNS
 from selfsup.evaluate.run import evaluation_groups, random_init_method
+from selfsup.evaluate.scan import GRID_SUFFIX, SCAN_FILE, read_scan
 from selfsup.evaluate.trees import TREES_ROW
 from selfsup.rundir import check_same_shape, load_run, read_metrics
 
@@ -110,6 +113,7 @@ def write_report(run_dir: str | Path, data_spec: str | None = None, max_points: 
         monitors_figure(metrics, method.encoder.embed_dim),
         spectrum_figure(spectra, ranks, len(x)),
         map_figure(embeddings, labels, class_names, config.train.seed),
+        *scan_figures(run_dir),
     ]
     figures_dir = run_dir / FIGURES_DIR
     figures_dir.mkdir(exist_ok=True)
@@ -344,6 +348,45 @@ def monitors_figure(metrics: dict[str, Any], embed_dim: int) -> Figure:
         f"{alarm_text}<ul>{hints}</ul>"
     )
     return Figure("monitors", "Monitors over training", caption, png)
+
+
+def scan_figures(run_dir: Path) -> list[Figure]:
+    """The scan's figures when ``RUN_DIR/scan.csv`` exists: the histogram of the scores (flagged
+    samples in red) and the grid of the top-ranked images from ``scan.png``; none otherwise."""
+    path = run_dir / SCAN_FILE
+    if not path.is_file():
+        return []
+    scan = read_scan(path)
+    scores, flagged = scan["score"], scan["flagged"]
+    plt = _pyplot()
+    with _style():
+        fig, ax = plt.subplots(figsize=(8, 3.4))
+        bins = np.histogram_bin_edges(scores, bins=min(60, max(10, len(scores) // 20)))
+        ax.hist(scores[~flagged], bins=bins, color="C0", alpha=0.8, label="not flagged")
+        if flagged.any():
+            ax.hist(scores[flagged], bins=bins, color="#c62828", alpha=0.85, label="flagged")
+        ax.set(xlabel="score (higher = more suspicious)", ylabel="training samples", yscale="log",
+               title=f"{len(scores)} samples, {int(flagged.sum())} flagged")
+        ax.legend()
+        fig.tight_layout()
+        histogram = _png(fig)
+    figures = [Figure(
+        "scan_scores", "Poisoning scan: scores",
+        f"Every training sample's score from <code>selfsup scan</code> ({html.escape(str(path))}); the flagged ones "
+        "(the top of the ranking) in red. A separate group at the high end is what a planted trigger looks like; a "
+        "smooth tail is not. Train without the flagged samples with <code>selfsup pretrain --exclude "
+        f"{html.escape(str(path))}</code> (docs/security.md).",
+        histogram,
+    )]
+    grid = path.with_suffix(GRID_SUFFIX)
+    if grid.is_file():
+        figures.append(Figure(
+            "scan_top", "Poisoning scan: top-ranked images",
+            "The highest-scored training images, rank, sample id and score above each (⚑ flagged); for PatchSearch "
+            "the red square is the candidate trigger window. Look for the same small pattern repeated.",
+            grid.read_bytes(),
+        ))
+    return figures
 
 
 def spectrum_figure(spectra: dict[str, np.ndarray], ranks: dict[str, float], num_samples: int) -> Figure:
