@@ -189,7 +189,10 @@ class EvalConfig:
     ``Method.linear_probe_batch_norm``). ``trees``: a gradient-boosted-trees row on the raw input
     beside the probes; ``"auto"``: where the data's modality declares flat feature vectors
     (``Modality.tree_baseline``: vectors, tables). ``fewshot_min_per_class``: labels per class the
-    few-label fraction settings (1%, 10%) keep at least.
+    few-label fraction settings (1%, 10%) keep at least. ``folds``: for data without a test split,
+    None holds out a stratified 20% as test; an int k runs every probe and baseline on k
+    stratified folds and reports the mean (the std over folds in metrics.json's details), the
+    graph-level papers' 10-fold protocol.
     """
 
     after_training: bool = True
@@ -203,8 +206,17 @@ class EvalConfig:
     linear_batch_norm: bool | str = "auto"
     trees: bool | str = "auto"
     fewshot_min_per_class: PositiveInt = 2
+    folds: int | None = None
 
     def __post_init__(self) -> None:
+        folds = self.folds
+        if isinstance(folds, float) and folds.is_integer():
+            folds = self.folds = int(folds)
+        if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 2):
+            raise ConfigError(
+                f"config.eval.folds must be null (a stratified 20% holdout) or a whole number >= 2 of "
+                f"cross-validation folds; got {folds!r}"
+            )
         if not self.finetune_lrs:
             raise ConfigError("config.eval.finetune_lrs must hold at least one learning rate; got []")
         for key in ("finetune", "linear_batch_norm", "trees"):

@@ -8,6 +8,7 @@ model a tabular practitioner would use without any representation learning.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from selfsup.config import RunConfig
 from selfsup.data import DatasetSplits, SampleSource, load_dataset
 from selfsup.data.loader import iterate, materialize
 from selfsup.data.modalities import Modality
-from selfsup.errors import ConfigError
+from selfsup.errors import ConfigError, DataError
 from selfsup.evaluate.common import stratified_split
 from selfsup.evaluate.embed import embed_source
 from selfsup.evaluate.finetune import finetune_evaluate as finetune_encoder
@@ -232,6 +233,146 @@ def _add_finetune_and_risk(
     return note
 
 
+def _probe_split(
+    encoders: dict[str, torch.nn.Module],
+    train: SampleSource,
+    test: SampleSource,
+    features: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    labels: tuple[torch.Tensor, torch.Tensor],
+    results: dict[str, dict[str, Any]],
+    chosen: dict[str, dict[str, Any]],
+    details: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    pretrained_on_train: bool,
+    label_free: dict[str, dict[str, float]],
+) -> str:
+    """Every protocol on one train/test split, filled into the tables in place: the probes on each
+    row's features (``features``: ``{row: (train [N, D], test [M, D])}``, ``labels`` theirs), then
+    the row's ``label_free`` cells (RankMe), the trees, fine-tuning and the risk decomposition as
+    ``settings`` say; returns a note."""
+    note = ""
+    for name, (train_z, test_z) in features.items():
+        probe_results = evaluate_features(
+            train_z, labels[0], test_z, labels[1], probes=settings["probes"], seed=settings["seed"],
+            linear_batch_norm=settings["linear_batch_norm"], fewshot_min_per_class=settings["fewshot_min_per_class"],
+        )
+        results[name] = {col: v for r in probe_results.values() for col, v in r.table_cells().items()}
+        results[name].update(label_free.get(name, {}))
+        chosen[name] = {probe: r.chosen for probe, r in probe_results.items()}
+        details[name] = {p: r.details for p, r in probe_results.items() if p in ("fewshot", "retrieval")}
+    if settings["trees"]:
+        note += _add_trees(
+            train, test, settings["modality"], results, chosen, details, settings["seed"],
+            settings["fewshot_min_per_class"] if "fewshot" in settings["probes"] else None,
+        )
+    if settings["finetune"] or settings["risk"]:
+        note += _add_finetune_and_risk(
+            encoders, train, test, features, labels, results, chosen, details, settings["seed"],
+            settings["finetune"], settings["risk"], pretrained_on_train=pretrained_on_train,
+            finetune_budget=settings["finetune_budget"],
+        )
+    if settings["linear_batch_norm"] and "linear" in settings["probes"]:
+        note += "; linear probe: BatchNorm without affine parameters + SGD (MAE's), lr chosen on a split of train"
+    return note
+
+
+def stratified_folds(y: np.ndarray, folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``folds`` stratified folds of the labels ``y [N]``, shuffled with ``seed``: a list of
+    ``(train positions, test positions)``, each sample in exactly one test part (scikit-learn's
+    ``StratifiedKFold``; a class with fewer samples than folds is missing from some test parts).
+
+    Raises:
+        DataError: with fewer labelled samples than folds, or a single class.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y)
+    if y.size < folds:
+        raise DataError(f"{folds}-fold cross-validation needs at least {folds} labelled samples; the data has {y.size}")
+    if np.unique(y).size < 2:
+        raise DataError(f"cross-validation needs at least two classes; every labelled sample is class {y[0]}")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*least populated class.*")
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        return [(np.sort(a), np.sort(b)) for a, b in splitter.split(np.zeros(y.size), y)]
+
+
+def _root_indices(source: SampleSource) -> torch.Tensor:
+    """The root source's index of each of ``source``'s samples (what batches carry as ``"index"``)."""
+    if hasattr(source, "parent"):
+        return _root_indices(source.parent)[source.indices]
+    return torch.arange(len(source))
+
+
+def _cross_validate(
+    encoders: dict[str, torch.nn.Module],
+    data: SampleSource,
+    encoder: Encoder,
+    folds: int,
+    results: dict[str, dict[str, Any]],
+    chosen: dict[str, dict[str, Any]],
+    details: dict[str, dict[str, Any]],
+    spectra: dict[str, np.ndarray],
+    settings: dict[str, Any],
+    pretrained_on_train: bool,
+) -> str:
+    """Stratified k-fold cross-validation of every protocol on ``data`` (evaluate_run's ``folds``):
+    features embedded once and sliced per fold; results are the means over folds, filled in place."""
+    device = encoder.mean.device
+    features, label_free, read = {}, {}, None
+    for name, model in encoders.items():
+        z, read = embed_source(model, data, device=device)
+        features[name] = z
+        label_free[name] = {"rankme": rankme(z)}  # on every sample, the same in every fold
+        spectra[name] = singular_values(z)
+    raw, _ = raw_features(data, encoder)
+    features["raw input"] = raw
+    assert read is not None
+    y = _labels_at(data, read)
+    # The positions in `data` of the rows read (the same unless unreadable files were skipped).
+    roots = _root_indices(data)
+    position_of = torch.full((int(roots.max()) + 1,), -1, dtype=torch.int64)
+    position_of[roots] = torch.arange(len(data))
+    positions = position_of[read]
+    per_fold: list[tuple[dict, dict, dict]] = []
+    note = ""
+    for fit, held in stratified_folds(y.numpy(), folds, settings["seed"]):
+        fold_results: dict[str, dict[str, Any]] = {}
+        fold_chosen: dict[str, dict[str, Any]] = {}
+        fold_details: dict[str, dict[str, Any]] = {}
+        fit_t, held_t = torch.as_tensor(fit), torch.as_tensor(held)
+        note = _probe_split(
+            encoders, data.subset(positions[fit_t]), data.subset(positions[held_t]),
+            {name: (z[fit_t], z[held_t]) for name, z in features.items()}, (y[fit_t], y[held_t]),
+            fold_results, fold_chosen, fold_details, settings, pretrained_on_train=pretrained_on_train,
+            label_free=label_free,
+        )
+        per_fold.append((fold_results, fold_chosen, fold_details))
+    for name in per_fold[0][0]:
+        row = results[name] = {}
+        columns = list(dict.fromkeys(c for fold in per_fold for c in fold[0].get(name, {})))
+        summary = {}
+        for column in columns:
+            values = [fold[0][name][column] for fold in per_fold if column in fold[0].get(name, {})]
+            if all(isinstance(v, dict) for v in values):  # few-label cells: mean ± std over draws, per fold
+                means = [float(v["mean"]) for v in values]
+                row[column] = {
+                    "mean": float(np.mean(means)), "std": float(np.mean([float(v["std"]) for v in values])),
+                    "draws": int(sum(int(v.get("draws", 1)) for v in values)), "folds": len(values),
+                }
+            else:
+                means = [float(v) for v in values]
+                row[column] = float(np.mean(means))
+            summary[column] = {"mean": float(np.mean(means)), "std": float(np.std(means, ddof=1)) if len(means) > 1 else 0.0,
+                               "values": means}
+        chosen[name] = {"folds": [fold[1].get(name, {}) for fold in per_fold]}
+        fold_details = [fold[2].get(name, {}) for fold in per_fold]
+        details[name] = {"folds": summary, **({"per_fold": fold_details} if any(fold_details) else {})}
+    if "svm" in settings["probes"]:
+        note += "; SVM: C by 5-fold CV inside each fold's train part"
+    return note
+
+
 def evaluate_run(
     run_dir: str | Path,
     data_spec: str | None = None,
@@ -243,6 +384,7 @@ def evaluate_run(
     risk: bool | None = None,
     linear_batch_norm: bool | None = None,
     trees: bool | None = None,
+    folds: int | None = None,
 ) -> dict[str, Any]:
     """Probe the run's encoder and the baselines; store the results in ``metrics.json``.
 
@@ -268,6 +410,12 @@ def evaluate_run(
             ``eval.linear_batch_norm`` / ``eval.trees`` say; ``"auto"`` there means the method's
             declarations (``headline_protocol == "finetune"`` turns fine-tuning on;
             ``linear_probe_batch_norm``), and for the trees the modality's ``tree_baseline``.
+        folds: data without a test split: None (default: the run's ``eval.folds``, else a
+            stratified 20% held out as test) or k, stratified k-fold cross-validation: every probe,
+            baseline, the trees and fine-tuning run on each fold (the rest as train) and the
+            table reports the mean over folds; ``details.<row>.folds`` in ``metrics.json`` holds
+            each column's mean, std and per-fold values (:func:`stratified_folds`). Embeddings
+            are computed once; RankMe is on all samples. Data with a test split is a ConfigError.
 
     The method's ``headline_protocol`` column comes first in every row, and ``evaluation.headline``
     in ``metrics.json`` names it with its values (the linear probe when the declared protocol did
@@ -279,6 +427,8 @@ def evaluate_run(
     run_dir = Path(run_dir)
     if probes:
         check_probe_names(probes)  # a typo fails before anything is loaded
+    if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 2):
+        raise ConfigError(f"folds (--folds) must be a whole number >= 2 of cross-validation folds; got {folds!r}")
     if method is None or config is None:
         config, method, _ = load_run(run_dir)
     if data is None or data_spec is not None:
@@ -310,48 +460,53 @@ def evaluate_run(
             spectra[name] = singular_values(z)
         note = "the data has no labels: probes skipped, RankMe only"
     else:
-        if test is None:
-            train, test = holdout_split(train)
-            note = "no test split in the data: a stratified 20% of it is held out as test"
+        folds = config.eval.folds if folds is None else folds
+        split_settings = {
+            "probes": probes, "seed": config.train.seed, "linear_batch_norm": linear_batch_norm,
+            "fewshot_min_per_class": config.eval.fewshot_min_per_class, "modality": method.encoder.modality,
+            "trees": trees, "finetune": finetune, "risk": risk,
+            "finetune_budget": {"epochs": config.eval.finetune_epochs, "lrs": tuple(config.eval.finetune_lrs)},
+        }
+        if folds is not None:
+            if test is not None:
+                raise ConfigError(
+                    f"eval.folds={folds} cross-validates data without a test split, and {data.train.name} has one "
+                    f"({len(train)} train / {len(test)} test samples): leave --folds out to score its test split"
+                )
+            note = (
+                f"{folds}-fold stratified cross-validation (no test split in the data): each number is the mean over "
+                "the folds, the std over folds in metrics.json details.<row>.folds"
+            )
+            note += _cross_validate(
+                encoders, train, method.encoder, folds, results, chosen, details, spectra, split_settings,
+                pretrained_on_train=False,  # pretraining read every fold's test part too
+            )
         else:
-            note = "probe hyperparameters chosen on a split of the train set; test used once"
-            if "svm" in probes:
-                note = "probe hyperparameters chosen on the train set only (SVM: C by 5-fold CV); test used once"
-        features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        indices: tuple[torch.Tensor, torch.Tensor] | None = None
-        for name, encoder in encoders.items():
-            (train_z, train_i), (test_z, test_i) = (embed_source(encoder, part, device=device) for part in (train, test))
-            features[name] = (train_z, test_z)
-            indices = (train_i, test_i)
-        (train_r, _), (test_r, _) = raw_features(train, method.encoder), raw_features(test, method.encoder)
-        features["raw input"] = (train_r, test_r)
-        assert indices is not None
-        # Labels of the samples that were read (an unreadable file skipped is skipped everywhere).
-        labels = (_labels_at(train, indices[0]), _labels_at(test, indices[1]))
-        for name, (train_z, test_z) in features.items():
-            probe_results = evaluate_features(
-                train_z, labels[0], test_z, labels[1], probes=probes, seed=config.train.seed,
-                linear_batch_norm=linear_batch_norm, fewshot_min_per_class=config.eval.fewshot_min_per_class,
-            )
-            results[name] = {col: v for r in probe_results.values() for col, v in r.table_cells().items()}
-            chosen[name] = {probe: r.chosen for probe, r in probe_results.items()}
-            details[name] = {p: r.details for p, r in probe_results.items() if p in ("fewshot", "retrieval")}
-            if name != "raw input":
-                results[name]["rankme"] = rankme(train_z)
-                spectra[name] = singular_values(train_z)
-        if trees:
-            note += _add_trees(
-                train, test, method.encoder.modality, results, chosen, details, config.train.seed,
-                config.eval.fewshot_min_per_class if "fewshot" in probes else None,
-            )
-        if finetune or risk:
-            note += _add_finetune_and_risk(
-                encoders, train, test, features, labels, results, chosen, details, config.train.seed, finetune, risk,
+            if test is None:
+                train, test = holdout_split(train)
+                note = "no test split in the data: a stratified 20% of it is held out as test"
+            else:
+                note = "probe hyperparameters chosen on a split of the train set; test used once"
+                if "svm" in probes:
+                    note = "probe hyperparameters chosen on the train set only (SVM: C by 5-fold CV); test used once"
+            features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+            indices: tuple[torch.Tensor, torch.Tensor] | None = None
+            for name, encoder in encoders.items():
+                (train_z, train_i), (test_z, test_i) = (embed_source(encoder, part, device=device) for part in (train, test))
+                features[name] = (train_z, test_z)
+                indices = (train_i, test_i)
+            (train_r, _), (test_r, _) = raw_features(train, method.encoder), raw_features(test, method.encoder)
+            features["raw input"] = (train_r, test_r)
+            assert indices is not None
+            # Labels of the samples that were read (an unreadable file skipped is skipped everywhere).
+            labels = (_labels_at(train, indices[0]), _labels_at(test, indices[1]))
+            label_free = {name: {"rankme": rankme(z)} for name, (z, _) in features.items() if name != "raw input"}
+            spectra.update({name: singular_values(z) for name, (z, _) in features.items() if name != "raw input"})
+            note += _probe_split(
+                encoders, train, test, features, labels, results, chosen, details, split_settings,
                 pretrained_on_train=data_spec in (None, config.data.name) and data.test is not None,
-                finetune_budget={"epochs": config.eval.finetune_epochs, "lrs": tuple(config.eval.finetune_lrs)},
+                label_free=label_free,
             )
-        if linear_batch_norm and "linear" in probes:
-            note += "; linear probe: BatchNorm without affine parameters + SGD (MAE's), lr chosen on a split of train"
     headline = headline_first(results, declared)
     if headline == "finetune" and declared == "finetune":
         note += "; fine-tuning first: the method's headline protocol, as its paper reports it"
