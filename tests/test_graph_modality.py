@@ -229,3 +229,10 @@ def test_graph_level_run_fine_tunes(tmp_path, capsys):
     assert code == 0
     table = capsys.readouterr().out
     assert "finetune" in table and "random-init" in table
+
+
+def test_fanout_samples_for_training_only(tmp_path):
+    splits = load_dataset(f"graph:{write_node_graph(tmp_path / 'g.npz')}", options={"fanout": [2, 2]})
+    whole = splits.train.__getitems__([0, 1])["x"]
+    sampled = splits.pretraining.__getitems__([0, 1])["x"]
+    assert whole.num_nodes == 90 and sampled.num_nodes < 90

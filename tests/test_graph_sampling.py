@@ -39,7 +39,7 @@ def star_of_stars(tmp_path: Path) -> str:
 
 def test_fanout_keeps_at_most_f_incoming_edges_per_node_per_hop(tmp_path):
     data = star_of_stars(tmp_path)
-    source = load_dataset(data, options={"fanout": [5, 2]}).train
+    source = load_dataset(data, options={"fanout": [5, 2]}).pretraining
     g = source.__getitems__([0])["x"]
     ids = names(g)
     assert ids[int(g.center[0])] == 0
@@ -54,7 +54,7 @@ def test_fanout_keeps_at_most_f_incoming_edges_per_node_per_hop(tmp_path):
 
 def test_fanout_draws_neighbours_uniformly_and_covers_small_neighbourhoods(tmp_path):
     data = star_of_stars(tmp_path)
-    source = load_dataset(data, options={"fanout": [5]}).train
+    source = load_dataset(data, options={"fanout": [5]}).pretraining
     counts: Counter[int] = Counter()
     for other in range(31, 151):  # 120 different batches, each with the root
         g = source.__getitems__([0, other])["x"]
@@ -64,14 +64,14 @@ def test_fanout_draws_neighbours_uniformly_and_covers_small_neighbourhoods(tmp_p
     # each of the 30 neighbours: 120 * 5 / 30 = 20 picks expected
     assert set(counts) == set(range(1, 31)) and 8 <= min(counts.values()) and max(counts.values()) <= 35
     # a fanout above every degree gives the whole k-hop neighbourhood
-    big = load_dataset(data, options={"fanout": [100, 100]}).train.__getitems__([3, 40])["x"]
+    big = load_dataset(data, options={"fanout": [100, 100]}).pretraining.__getitems__([3, 40])["x"]
     hops = load_dataset(data, options={"hops": 2}).train.__getitems__([3, 40])["x"]
     assert sorted(names(big)) == sorted(names(hops))
 
 
 def test_a_batch_samples_the_same_neighbourhood_wherever_it_is_read(tmp_path):
     data = star_of_stars(tmp_path)
-    source = load_dataset(data, options={"fanout": [3, 3]}).train
+    source = load_dataset(data, options={"fanout": [3, 3]}).pretraining
     first = source.__getitems__([0, 5, 9])["x"]
     again = source.__getitems__([0, 5, 9])["x"]
     assert torch.equal(first.edge_index, again.edge_index) and torch.equal(first.x, again.x)
@@ -88,7 +88,7 @@ def test_hops_follow_the_messages_against_the_edge_direction(tmp_path):
     data = write_graph(tmp_path / "path.npz", [(0, 1), (1, 2), (2, 3)], 4)
     directed = load_dataset(data, options={"hops": 1, "directed": True}).train.__getitems__([2])["x"]
     assert sorted(names(directed)) == [1, 2]  # node 2 hears from node 1, not from 3
-    sampled = load_dataset(data, options={"fanout": [5, 5], "directed": True}).train.__getitems__([2])["x"]
+    sampled = load_dataset(data, options={"fanout": [5, 5], "directed": True}).pretraining.__getitems__([2])["x"]
     assert sorted(names(sampled)) == [0, 1, 2]
 
 

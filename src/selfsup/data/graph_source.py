@@ -245,15 +245,19 @@ def load_graph(
     if graph.level == "graph":
         return DatasetSplits(GraphSetSource(graph), None)
     nodes = NodeSource(graph, hops=hops, fanout=fanout)
+    # Sampled neighbourhoods are a training-time approximation: the probes, embed and the monitor
+    # read every neighbour (GraphSAGE's practice; exact ``hops`` batches are kept).
+    probed = NodeSource(graph, hops=hops) if fanout is not None else nodes
+    pretrain = nodes if probed is not nodes else None
     if nodes.labels is None:
-        return DatasetSplits(nodes, None)
+        return DatasetSplits(probed, None, pretrain=pretrain)
     labelled = nodes.labels >= 0
     if graph.train_mask is not None and graph.test_mask is not None:
         train = (graph.train_mask & labelled).nonzero().flatten()
         test = (graph.test_mask & labelled).nonzero().flatten()
         if len(train) == 0 or len(test) == 0:
             raise DataError(f"{path}: the train or test mask holds no labelled node; label some nodes of each split")
-        return DatasetSplits(nodes.subset(train), nodes.subset(test), pretrain=nodes)
+        return DatasetSplits(probed.subset(train), probed.subset(test), pretrain=nodes)
     if bool(labelled.all()):
-        return DatasetSplits(nodes, None)
-    return DatasetSplits(nodes.subset(labelled.nonzero().flatten()), None, pretrain=nodes)
+        return DatasetSplits(probed, None, pretrain=pretrain)
+    return DatasetSplits(probed.subset(labelled.nonzero().flatten()), None, pretrain=nodes)
