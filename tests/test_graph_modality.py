@@ -236,3 +236,27 @@ def test_fanout_samples_for_training_only(tmp_path):
     whole = splits.train.__getitems__([0, 1])["x"]
     sampled = splits.pretraining.__getitems__([0, 1])["x"]
     assert whole.num_nodes == 90 and sampled.num_nodes < 90
+
+
+def test_pyg_objects_reach_a_run_through_save_graph(tmp_path):
+    from torch_geometric.data import Data
+
+    from selfsup.data.graph import save_graph
+
+    x = torch.randn(6, 4)
+    edges = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])
+    node = Data(x=x, edge_index=edges, y=torch.tensor([0, 0, 1, 1, 2, 2]),
+                train_mask=torch.tensor([1, 0, 1, 0, 1, 0]).bool(), test_mask=torch.tensor([0, 1, 0, 1, 0, 1]).bool())
+    splits = load_dataset(f"graph:{save_graph(node, tmp_path / 'node.npz')}")
+    assert len(splits.train) == 3 and len(splits.pretraining) == 6
+    assert torch.equal(splits.pretraining.graph.x, x) and splits.pretraining.graph.edge_index.shape[1] == 10
+    # a dataset of one graph with a label per node (Planetoid's shape) is node level too
+    assert len(load_dataset(f"graph:{save_graph([node], tmp_path / 'one.npz')}").pretraining) == 6
+    graphs = [Data(x=torch.ones(n, 2), edge_index=torch.tensor([[0], [1]]), y=torch.tensor([n % 2])) for n in (2, 3, 4)]
+    graph_set = load_dataset(f"graph:{save_graph(graphs, tmp_path / 'set.npz')}").train
+    assert len(graph_set) == 3 and graph_set.labels.tolist() == [0, 1, 0]
+    assert graph_set.__getitems__([1])["x"].num_nodes == 3
+    bad = Data(x=torch.ones(2, 2), edge_index=torch.tensor([[0], [5]]))
+    with pytest.raises(Exception, match="out of range"):
+        save_graph(bad, tmp_path / "bad.npz")
+    assert not (tmp_path / "bad.npz").exists()

@@ -73,6 +73,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import torch
 
+from selfsup.core.io import write_atomic
 from selfsup.errors import ConfigError, DataError
 
 try:
@@ -192,6 +193,53 @@ def read_graph(path: str | Path, *, undirected: bool = True, level: Level | None
     if level is not None and level != found.level:
         raise ConfigError(f"{p} holds a {found.level}-level graph set, not a {level}-level one; drop level={level!r}")
     return found
+
+
+def save_graph(data: GraphData | Data | Sequence[Data], path: str | Path, *, undirected: bool = True) -> Path:
+    """Write a graph held in Python as an ``.npz`` that ``graph:PATH`` reads, and return the path.
+
+    ``data``: a :class:`GraphData`; a PyTorch Geometric ``Data`` (node level: ``x``, ``edge_index``,
+    optional ``y`` and ``train_mask`` / ``val_mask`` / ``test_mask``); or a sequence of ``Data``
+    with one label each (graph level: a list, or an ``InMemoryDataset`` such as PyG's TUDataset).
+    A dataset of one graph with a label per node (PyG's ``Planetoid``) is node level. The graph is
+    checked and handled as a file would be (module docstring), so a bad graph fails here, in one
+    line. Runs read their data from a path (a resume and ``selfsup evaluate`` read it again), so
+    Python objects go through a file: ``save_graph(dataset, "cora.npz")``, then
+    ``--data graph:cora.npz``.
+    """
+    if not isinstance(data, GraphData):
+        if not isinstance(data, Data) and len(data) == 1:
+            only = data[0]
+            if only.y is not None and only.y.numel() == only.num_nodes and only.num_nodes != 1:
+                data = only  # one graph with node labels: node level
+        data = GraphData.from_pyg(data, name=Path(path).stem, undirected=undirected)
+    arrays: dict[str, np.ndarray] = {}
+    if data.graphs is None:
+        arrays.update(x=data.x.numpy(), edge_index=data.edge_index.numpy())
+        for key in ("y", "train_mask", "val_mask", "test_mask"):
+            if getattr(data, key) is not None:
+                arrays[key] = getattr(data, key).numpy()
+        if data.node_ids is not None:
+            arrays["node_ids"] = np.array(data.node_ids)
+    else:
+        counts = [int(g.num_nodes) for g in data.graphs]
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        arrays.update(
+            x=torch.cat([g.x for g in data.graphs]).numpy(),
+            edge_index=np.concatenate([g.edge_index.numpy() + o for g, o in zip(data.graphs, offsets)], axis=1),
+            batch=np.repeat(np.arange(len(counts)), counts), y=data.y.numpy(),
+        )
+        if data.graph_ids is not None:
+            arrays["graph_ids"] = np.array(data.graph_ids)
+    if data.class_names is not None:
+        arrays["class_names"] = np.array(data.class_names)
+    if data.feature_names is not None:
+        arrays["feature_names"] = np.array(data.feature_names)
+    target = Path(path)
+    if target.suffix.lower() != ".npz":
+        raise ConfigError(f"save_graph writes an .npz file; give a path ending in .npz, not {target.name}")
+    write_atomic(target, lambda tmp: np.savez_compressed(tmp, **arrays))
+    return target
 
 
 # ----------------------------------------------------------------------------- checks and handling
