@@ -418,3 +418,17 @@ def test_patchsearch_through_the_command_line(poisoned_run: Path) -> None:
     assert (poisoned_run / "small_scan.png").is_file()
     code, _, err = run_cli("scan", str(poisoned_run / "run"), "--data", f"arrays:{small}", "-o", str(out_csv))
     assert_one_line_error(code, err, "already exists", "--force")
+
+
+def test_evaluate_attack_reports_asr_beside_clean_accuracy(poisoned_run: Path) -> None:
+    run, attack = poisoned_run / "run", poisoned_run / "poisoned.attack.json"
+    code, out, err = run_cli("evaluate", str(run), "--attack", str(attack))
+    assert code == 0, err
+    assert "ASR" in out and "pretrained" in out and "random-init" in out
+    record = json.loads((run / "metrics.json").read_text())["attack"]
+    assert record["attack"] == "patch" and set(record["results"]) == {"pretrained", "random-init"}
+    for result in record["results"].values():
+        assert 0 <= result["asr"] <= 1 and 0.1 < result["clean_accuracy"] <= 1
+        assert result["num_triggered"] == 450 - 46  # the test images of the nine other classes
+    assert_one_line_error(*run_cli("evaluate", str(run), "--attack", str(poisoned_run / "nope.json"))[::2],
+                          "nope.json does not exist")
