@@ -260,3 +260,15 @@ def test_pyg_objects_reach_a_run_through_save_graph(tmp_path):
     with pytest.raises(Exception, match="out of range"):
         save_graph(bad, tmp_path / "bad.npz")
     assert not (tmp_path / "bad.npz").exists()
+
+
+def test_a_column_unseen_by_the_statistics_is_not_blown_up():
+    modality = get_modality("graph")
+    seen = GraphBatch(torch.tensor([[0.0, 3.0], [0.0, 1.0]]), torch.zeros(2, 0, dtype=torch.long))
+    _, scale = modality.statistics([seen.replace(center=torch.tensor([0, 1]))])
+    assert scale.tolist() == [1.0, 3.0]
+    unseen = GraphBatch(torch.tensor([[1.0, 3.0]]), torch.zeros(2, 0, dtype=torch.long))
+    assert modality.standardize(unseen, torch.zeros(2), scale).x.tolist() == [[1.0, 1.0]]
+    # the same for standardised modalities: a feature constant where measured keeps std 1
+    _, std = get_modality("vector").statistics([torch.tensor([[2.0, 0.0], [2.0, 4.0]])])
+    assert std[0] == 1.0 and std[1] > 1.0

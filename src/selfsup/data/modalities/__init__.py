@@ -87,7 +87,10 @@ class Modality:
         """Mean and std over ``stat_dims`` of raw batches, in one streaming pass (float64 sums).
 
         NaN values (a series' missing timestamps) are ignored. Returns float32 tensors shaped to
-        broadcast over one sample, std clamped at ``1e-6``.
+        broadcast over one sample. A feature constant in the samples read (std below ``1e-6``)
+        gets std 1, as scikit-learn's scalers do: it standardises to 0 all the same, and a sample
+        outside the (at most 10,000) samples read that differs is shifted, not multiplied by a
+        million.
         """
         total = total_sq = count = None
         for x in batches:
@@ -102,7 +105,8 @@ class Modality:
         var = (total_sq / count.clamp(min=1) - mean * mean).clamp(min=0)
         if self.unbiased_std:
             var = var * count / (count - 1).clamp(min=1)
-        return self._shape(mean).float(), self._shape(var.sqrt()).float().clamp(min=1e-6)
+        std = var.sqrt().float()
+        return self._shape(mean).float(), self._shape(torch.where(std < 1e-6, torch.ones_like(std), std))
 
     def _shape(self, stat: torch.Tensor) -> torch.Tensor:
         """Statistics over ``stat_dims`` reshaped to broadcast over one sample ``[*sample_shape]``."""

@@ -43,7 +43,9 @@ class GraphModality(Modality):
 
     def statistics(self, batches: Iterable[GraphBatch]) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         """``(0, max |x|)`` per feature over the samples' nodes (node level: the sample nodes only,
-        each counted once per batch; graph level: every node), the scale clamped at ``1e-6``."""
+        each counted once per batch; graph level: every node). A column that is 0 on every node read
+        gets scale 1 (scikit-learn's ``MaxAbsScaler`` does the same): the statistics read at most
+        10,000 samples, and a rare word on a node outside them must not be multiplied by a million."""
         top = None
         for g in batches:
             x = g.x if g.center is None else g.x[g.center]
@@ -51,7 +53,7 @@ class GraphModality(Modality):
             top = m if top is None else torch.maximum(top, m)
         if top is None:
             raise ValueError("no samples to compute input statistics from")
-        return torch.zeros_like(top), top.clamp(min=1e-6)
+        return torch.zeros_like(top), torch.where(top < 1e-6, torch.ones_like(top), top)
 
     def standardize(self, x: GraphBatch, mean: torch.Tensor, std: torch.Tensor) -> GraphBatch:  # type: ignore[override]
         return x.replace(x=(x.x - mean) / std)
