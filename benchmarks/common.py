@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -18,3 +20,34 @@ def code_version() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+changes" if dirty else "")
+
+
+def load_rows(path: Path) -> list[dict]:
+    """A benchmark's finished rows (one JSON object per line; none when the file is missing)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def save_rows(path: Path, rows: list[dict]) -> None:
+    """All rows, written to a temporary file then moved over ``path`` (a kill leaves the old file whole)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tmp.replace(path)
+
+
+def mean_std(values: list[float | None]) -> tuple[float, float] | None:
+    """Mean and sample std of the values present (std 0 for one value); None when none is."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return statistics.mean(present), (statistics.stdev(present) if len(present) > 1 else 0.0)
+
+
+def cell(values: list[float | None], scale: float = 100.0, digits: int = 1) -> str:
+    """A table cell: ``mean ± std`` of the values present (scaled), the value alone for one, ``–`` for none."""
+    s = mean_std(values)
+    if s is None:
+        return "–"
+    if len([v for v in values if v is not None]) < 2:
+        return f"{s[0] * scale:.{digits}f}"
+    return f"{s[0] * scale:.{digits}f} ± {s[1] * scale:.{digits}f}"

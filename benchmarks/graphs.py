@@ -48,7 +48,6 @@ import math
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,7 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import ROOT, code_version  # benchmarks/ is on sys.path when a script here runs
+from common import ROOT, cell, code_version, load_rows, mean_std, save_rows  # benchmarks/ is on sys.path when a script here runs
 
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "runs" / "graph_data"
@@ -363,20 +362,8 @@ def current(spec: GraphSet, row: dict) -> bool:
         row.get("max_steps") or spec.steps, spec.batch_size, protocol(spec))
 
 
-def _stats(values: list[float | None]) -> tuple[float, float] | None:
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    return statistics.mean(present), (statistics.stdev(present) if len(present) > 1 else 0.0)
 
 
-def _cell(values: list[float | None], scale: float = 100.0, digits: int = 1) -> str:
-    s = _stats(values)
-    if s is None:
-        return "–"
-    if len([v for v in values if v is not None]) < 2:
-        return f"{s[0] * scale:.{digits}f}"
-    return f"{s[0] * scale:.{digits}f} ± {s[1] * scale:.{digits}f}"
 
 
 def _budget_line(spec: GraphSet, info: dict[str, Any], rows: list[dict]) -> str:
@@ -413,11 +400,11 @@ def section(spec: GraphSet, rows: list[dict]) -> list[str]:
         r = sorted(methods[m], key=lambda x: x["seed"])
         delta = [x["linear"] - x["random_linear"] for x in r]
         lines.append(
-            f"| {m} | {','.join(str(x['seed']) for x in r)} | {_cell([x['linear'] for x in r])} "
-            f"| {_cell([x['knn'] for x in r])} | {_cell([x.get('rankme') for x in r], 1.0)} "
-            f"| {'+' if _stats(delta)[0] > 0 else ''}{_cell(delta)} "
-            f"| {_cell([x['train_s'] + x['eval_s'] for x in r], 1.0, 0)} "
-            f"({_cell([x['train_s'] for x in r], 1.0, 0)}) |"
+            f"| {m} | {','.join(str(x['seed']) for x in r)} | {cell([x['linear'] for x in r])} "
+            f"| {cell([x['knn'] for x in r])} | {cell([x.get('rankme') for x in r], 1.0)} "
+            f"| {'+' if mean_std(delta)[0] > 0 else ''}{cell(delta)} "
+            f"| {cell([x['train_s'] + x['eval_s'] for x in r], 1.0, 0)} "
+            f"({cell([x['train_s'] for x in r], 1.0, 0)}) |"
         )
     per_seed: dict[int, dict] = {}
     for r in rows:  # the random-init encoder and the raw input of a seed are the same for every method
@@ -426,10 +413,10 @@ def section(spec: GraphSet, rows: list[dict]) -> list[str]:
     if base:
         seeds = ",".join(str(s) for s in sorted(per_seed))
         lines += [
-            f"| random-init encoder | {seeds} | {_cell([b['random_linear'] for b in base])} "
-            f"| {_cell([b['random_knn'] for b in base])} "
-            f"| {_cell([b.get('random_rankme') for b in base], 1.0)} | – | – |",
-            f"| raw input | {seeds} | {_cell([b['raw_linear'] for b in base])} | {_cell([b['raw_knn'] for b in base])} "
+            f"| random-init encoder | {seeds} | {cell([b['random_linear'] for b in base])} "
+            f"| {cell([b['random_knn'] for b in base])} "
+            f"| {cell([b.get('random_rankme') for b in base], 1.0)} | – | – |",
+            f"| raw input | {seeds} | {cell([b['raw_linear'] for b in base])} | {cell([b['raw_knn'] for b in base])} "
             "| – | – | – |",
         ]
     lines += ["", *_verdict(methods, base), ""]
@@ -446,7 +433,7 @@ def _verdict(methods: dict[str, list[dict]], base: list[dict]) -> list[str]:
         parts = []
         verdicts = []
         for probe in ("linear", "knn"):
-            s = _stats([x[probe] - x[f"random_{probe}"] for x in r])
+            s = mean_std([x[probe] - x[f"random_{probe}"] for x in r])
             assert s is not None
             parts.append(f"{'kNN' if probe == 'knn' else probe} {100 * s[0]:+.1f}")
             verdicts.append(1 if s[0] > s[1] and s[0] > 0 else -1 if s[0] < -s[1] and s[0] < 0 else 0)
@@ -457,9 +444,9 @@ def _verdict(methods: dict[str, list[dict]], base: list[dict]) -> list[str]:
         "std over seeds): above: " + ("; ".join(above) or "none") + ". Mixed or within noise: "
         + ("; ".join(even) or "none") + ". Below: " + ("; ".join(below) or "none") + "."
     ]
-    raw = _stats([b["raw_linear"] for b in base])
-    best = max(methods, key=lambda m: _stats([x["linear"] for x in methods[m]])[0])  # type: ignore[index]
-    mean = _stats([x["linear"] for x in methods[best]])[0]  # type: ignore[index]
+    raw = mean_std([b["raw_linear"] for b in base])
+    best = max(methods, key=lambda m: mean_std([x["linear"] for x in methods[m]])[0])  # type: ignore[index]
+    mean = mean_std([x["linear"] for x in methods[best]])[0]  # type: ignore[index]
     if raw is not None:
         lines += ["", f"Best linear probe: {best} {100 * mean:.1f}, raw input {100 * raw[0]:.1f} "
                   f"({100 * (mean - raw[0]):+.1f} points)."]
@@ -507,15 +494,8 @@ def table(rows: list[dict], notes: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def load_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def save_rows(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    tmp.replace(path)
 
 
 def runnable(method: str) -> str | None:

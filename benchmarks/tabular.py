@@ -39,7 +39,6 @@ import math
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import ROOT, code_version  # benchmarks/ is on sys.path when a script here runs
+from common import ROOT, cell, code_version, load_rows, mean_std, save_rows  # benchmarks/ is on sys.path when a script here runs
 
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "runs" / "tabular_data"
@@ -277,20 +276,8 @@ def _key(row: dict) -> tuple:
     return row["dataset"], row["method"], row["seed"], row["epochs"], row["batch_size"], row.get("max_steps", 0)
 
 
-def _stats(values: list[float | None]) -> tuple[float, float] | None:
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    return statistics.mean(present), (statistics.stdev(present) if len(present) > 1 else 0.0)
 
 
-def _cell(values: list[float | None], scale: float = 100.0, digits: int = 1) -> str:
-    s = _stats(values)
-    if s is None:
-        return "–"
-    if len([v for v in values if v is not None]) < 2:
-        return f"{s[0] * scale:.{digits}f}"
-    return f"{s[0] * scale:.{digits}f} ± {s[1] * scale:.{digits}f}"
 
 
 def _compare(methods: dict[str, list[dict]], base: list[dict], against: str, test_rows: int) -> list[str]:
@@ -299,9 +286,9 @@ def _compare(methods: dict[str, list[dict]], base: list[dict], against: str, tes
     flagged within one std (over seeds) of either."""
     parts = []
     for column, label in (("linear", "full labels"), *((c, c) for c in FRACTIONS)):
-        scores = {m: s for m, rows in methods.items() if (s := _stats([r.get(column) for r in rows])) is not None}
+        scores = {m: s for m, rows in methods.items() if (s := mean_std([r.get(column) for r in rows])) is not None}
         key = "trees" if (against, column) == ("trees", "linear") else f"{against}_{column}"
-        other = _stats([b.get(key) for b in base])
+        other = mean_std([b.get(key) for b in base])
         if not scores or other is None:
             continue
         best = max(scores, key=lambda m: scores[m][0])
@@ -367,12 +354,12 @@ def section(name: str, rows: list[dict]) -> list[str]:
     ]
     for method, r in methods.items():
         seeds = ",".join(str(x["seed"]) for x in sorted(r, key=lambda x: x["seed"]))
-        times = _cell([x["train_s"] + x["eval_s"] for x in r], 1.0, 0)
-        train = _cell([x["train_s"] for x in r], 1.0, 0)
+        times = cell([x["train_s"] + x["eval_s"] for x in r], 1.0, 0)
+        train = cell([x["train_s"] for x in r], 1.0, 0)
         lines.append(
-            f"| {method} | {r[0]['backbone']} | {seeds} | {_cell([x['linear'] for x in r])} "
-            f"| {_cell([x['knn'] for x in r])} | "
-            + " | ".join(_cell([x.get(c) for x in r]) for c in FRACTIONS) + f" | {times} (train {train}) |"
+            f"| {method} | {r[0]['backbone']} | {seeds} | {cell([x['linear'] for x in r])} "
+            f"| {cell([x['knn'] for x in r])} | "
+            + " | ".join(cell([x.get(c) for x in r]) for c in FRACTIONS) + f" | {times} (train {train}) |"
         )
     for backbone in sorted({r["backbone"] for r in runs}):
         per_seed: dict[int, dict] = {}
@@ -382,19 +369,19 @@ def section(name: str, rows: list[dict]) -> list[str]:
         r = [per_seed[s] for s in sorted(per_seed)]
         lines.append(
             f"| random-init encoder | {backbone} | {','.join(map(str, sorted(per_seed)))} "
-            f"| {_cell([x['random_linear'] for x in r])} | {_cell([x['random_knn'] for x in r])} | "
-            + " | ".join(_cell([x.get(f"random_{c}") for x in r]) for c in FRACTIONS) + " | – |"
+            f"| {cell([x['random_linear'] for x in r])} | {cell([x['random_knn'] for x in r])} | "
+            + " | ".join(cell([x.get(f"random_{c}") for x in r]) for c in FRACTIONS) + " | – |"
         )
     if base:
         seeds = ",".join(str(b["seed"]) for b in base)
         lines += [
-            f"| raw input (standardised + one-hot) | – | {seeds} | {_cell([b['raw_linear'] for b in base])} "
-            f"| {_cell([b['raw_knn'] for b in base])} | "
-            + " | ".join(_cell([b.get(f"raw_{c}") for b in base]) for c in FRACTIONS)
-            + f" | {_cell([b['raw_s'] for b in base], 1.0, 0)} |",
-            f"| {TREES_ROW} | – | {seeds} | {_cell([b['trees'] for b in base])} | – | "
-            + " | ".join(_cell([b.get(f"trees_{c}") for b in base]) for c in FRACTIONS)
-            + f" | {_cell([b['trees_s'] for b in base], 1.0, 0)} |",
+            f"| raw input (standardised + one-hot) | – | {seeds} | {cell([b['raw_linear'] for b in base])} "
+            f"| {cell([b['raw_knn'] for b in base])} | "
+            + " | ".join(cell([b.get(f"raw_{c}") for b in base]) for c in FRACTIONS)
+            + f" | {cell([b['raw_s'] for b in base], 1.0, 0)} |",
+            f"| {TREES_ROW} | – | {seeds} | {cell([b['trees'] for b in base])} | – | "
+            + " | ".join(cell([b.get(f"trees_{c}") for b in base]) for c in FRACTIONS)
+            + f" | {cell([b['trees_s'] for b in base], 1.0, 0)} |",
         ]
     lines += ["", *_verdict(methods, base, info["test_rows"]), ""]
     return lines
@@ -444,13 +431,8 @@ def table(rows: list[dict], notes: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def load_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def save_rows(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def runnable(method: str) -> str | None:
