@@ -11,13 +11,15 @@ For each attack (CTRL's frequency trigger, Saha et al.'s patch), poisoning rate 
 3. scan the poisoned run with every detector (evaluate/detect.py): AUROC of the scores, recall at
    5% false positives (the goal: >= 90%), precision and recall of the flags (the top FLAG_RATE);
 4. defence: pretrain again without one detector's flags (data.exclude) and measure ASR and clean
-   accuracy again (the goal: the clean encoder's ASR).
+   accuracy again (the goal: the clean encoder's ASR); skipped where the attack did not take hold
+   (no backdoor to remove), unless --defend-always.
 
 Rows are kept in benchmarks/results/poisoning.jsonl, one per finished step; a rerun skips them,
 and an interrupted pretraining resumes from its checkpoint. Needs the Debian package
 dataset-fashion-mnist. Not part of the test suite.
 
     OMP_NUM_THREADS=1 python benchmarks/poisoning.py                      # the whole table
+    python benchmarks/poisoning.py --subset 5000 --epochs 20 --rates 0.05 --seeds 0   # a longer budget
     python benchmarks/poisoning.py --smoke                                 # minutes: a tiny configuration
 """
 
@@ -113,7 +115,7 @@ def budget_tag(budget: dict) -> str:
 
 
 def run_case(attack: str, rate: float, seed: int, budget: dict, runs: Path, rows: list[dict], store: Path,
-             clean: dict, flip_set: int) -> list[dict]:
+             clean: dict, flip_set: int, defend_always: bool = False) -> list[dict]:
     """Steps 1-4 for one (attack, rate, seed); each finished step is a row."""
     tag = budget_tag(budget)
     case = runs / tag / f"{attack}-r{rate:g}-s{seed}"
@@ -153,7 +155,10 @@ def run_case(attack: str, rate: float, seed: int, budget: dict, runs: Path, rows
             detection[detector] = {**detection_metrics(found.scores, found.flagged, truth), "seconds": time.perf_counter() - start}
         row["detection"] = detection
         rows = save_row(store, rows, row)
-    if "defended_asr" not in row:  # 4: retrain without the flags
+    if "defended_asr" not in row and row.get("defence") != "skipped" and not (held(row) or defend_always):
+        row["defence"] = "skipped"  # no backdoor to remove: a defence number would not count
+        rows = save_row(store, rows, row)
+    if "defended_asr" not in row and row.get("defence") != "skipped":  # 4: retrain without the flags
         detector = DEFENCE_DETECTOR[attack]
         metrics = train(case / f"defended-{detector}",
                         config_for(f"arrays:{poisoned_npz}", seed, budget, exclude=case / f"scan-{detector}.csv"))
@@ -181,28 +186,19 @@ def mean_std(values: list[float], percent: bool = True) -> str:
     return f"{t.mean():.{digits}f}" + (f" ± {t.std():.{digits}f}" if len(values) > 1 else "")
 
 
-def table(rows: list[dict], budget: dict, notes: str, expected: int = len(ATTACKS) * len(RATES) * len(SEEDS)) -> str:
-    tag = budget_tag(budget)
-    mine = [r for r in rows if r["key"].startswith(tag + "/")]
+def held(r: dict) -> bool:
+    """The attack took hold: the poisoned encoder's ASR more than 10 points above the clean one's."""
+    return r["poisoned_asr"] > r["clean_asr"] + 0.10
+
+
+def section(mine: list[dict], expected: int) -> list[str]:
+    """The three tables of one budget."""
+    first = mine[0]
     lines = [
-        "# Poisoning benchmark: simulated backdoors, the scan, the defence",
+        f"## {first['method']} on {first['backbone']}, {first['epochs']} epochs at batch {first['batch_size']}, "
+        f"{first['train_subset']:,} training images",
         "",
-        f"Fashion-MNIST (Debian's dataset-fashion-mnist), a fixed subset of {budget['train_subset']:,} training images "
-        f"(`data.train_subset`, seed 0); the 10,000 test images. Target class {TARGET_CLASS} (T-shirt/top). Every "
-        f"encoder: {budget['method']} (the digits recipe's settings) on `{budget['backbone']}`, {budget['epochs']} epochs "
-        f"at batch {budget['batch_size']}, seed as listed; poisoned encoders train on the poisoned copy (same images, "
-        "the poisoned ones with the trigger). Attacks (src/selfsup/data/poison.py): **patch** (Saha et al. 2022: a "
-        "random 4x4 grid resized to 6x6 px, pasted at a random place), **ctrl** (Li et al. 2023: +100 at DCT "
-        "coefficients (13,13) and (27,27) of the luminance, the image's only channel).",
-        "",
-        "ASR (attack success rate): a linear probe fit on the clean subset's features with clean labels; the share of "
-        "triggered test images of the other nine classes it puts in class 0. Detection: AUROC of each detector's "
-        f"scores against the planted samples, recall at 5% false positives (goal >= 90%), precision / recall of the "
-        f"flags (the top {100 * FLAG_RATE:g}% of the ranking). Defence: the same pretraining without the flags of "
-        f"{', '.join(f'{d} ({a})' for a, d in DEFENCE_DETECTOR.items())}. PatchSearch: {FLIP_SET} flip images "
-        "(the paper: 1,000), one cluster per 100 images. Mean ± std over the seeds finished.",
-        "",
-        "## Attack: did it take hold?",
+        "### Attack: did it take hold?",
         "",
         "| attack | rate | seeds | poisoned | clean encoder ASR % | poisoned encoder ASR % | clean acc. clean enc. % "
         "| clean acc. poisoned enc. % | took hold (ASR > clean + 10) |",
@@ -215,15 +211,14 @@ def table(rows: list[dict], budget: dict, notes: str, expected: int = len(ATTACK
         done = [r for r in rs if "poisoned_asr" in r]
         if not done:
             continue
-        held = [r["poisoned_asr"] > r["clean_asr"] + 0.10 for r in done]
         lines.append(
             f"| {attack} | {100 * rate:g}% | {len(done)} | {done[0]['num_poisoned']} | {mean_std([r['clean_asr'] for r in done])} "
             f"| {mean_std([r['poisoned_asr'] for r in done])} | {mean_std([r['clean_clean_acc'] for r in done])} "
-            f"| {mean_std([r['poisoned_clean_acc'] for r in done])} | {sum(held)} of {len(held)} |"
+            f"| {mean_std([r['poisoned_clean_acc'] for r in done])} | {sum(held(r) for r in done)} of {len(done)} |"
         )
     lines += [
         "",
-        "## Detection",
+        "### Detection",
         "",
         "| attack | rate | detector | seeds | AUROC | recall at 5% FP % | goal (>= 90%) | flags: precision % | flags: recall % "
         "| seconds |",
@@ -244,34 +239,63 @@ def table(rows: list[dict], budget: dict, notes: str, expected: int = len(ATTACK
             )
     lines += [
         "",
-        "## Defence",
+        "### Defence",
         "",
-        "A defence number counts only where the attack took hold (the poisoned encoder's ASR more than 10 points "
-        "above the clean encoder's, same seed); the other seeds are listed as not counted.",
+        "A defence number counts only where the attack took hold (same seed); where it did not, the retraining is "
+        "skipped (`--defend-always` runs it anyway, listed as not counted).",
         "",
         "| attack | rate | detector | seeds | ASR before % | ASR after % | clean encoder ASR % | back to clean (within 2 points) "
         "| clean acc. before % | clean acc. after % |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (attack, rate), rs in sorted(groups.items()):
+        skipped = [r for r in rs if r.get("defence") == "skipped"]
         done = [r for r in rs if "defended_asr" in r]
+        if skipped and not done:
+            lines.append(f"| {attack} | {100 * rate:g}% | {DEFENCE_DETECTOR[attack]} | {len(skipped)} | skipped: the attack "
+                         "did not take hold | | | | | |")
         if not done:
             continue
-        held = [r for r in done if r["poisoned_asr"] > r["clean_asr"] + 0.10]
-        back = sum(r["defended_asr"] <= r["clean_asr"] + 0.02 for r in held)
-        verdict = f"{back} of {len(held)}" + (f" ({len(done) - len(held)} not counted: no backdoor)" if len(held) < len(done) else "")
+        counted = [r for r in done if held(r)]
+        back = sum(r["defended_asr"] <= r["clean_asr"] + 0.02 for r in counted)
+        verdict = f"{back} of {len(counted)}" + (f" ({len(done) - len(counted)} not counted: no backdoor)" if len(counted) < len(done) else "")
         lines.append(
             f"| {attack} | {100 * rate:g}% | {done[0]['defence_detector']} | {len(done)} | {mean_std([r['poisoned_asr'] for r in done])} "
             f"| {mean_std([r['defended_asr'] for r in done])} | {mean_std([r['clean_asr'] for r in done])} | {verdict} "
             f"| {mean_std([r['poisoned_clean_acc'] for r in done])} | {mean_std([r['defended_clean_acc'] for r in done])} |"
         )
-    finished = sum("defended_asr" in r for r in mine)
-    device = mine[0]["device"] if mine else "-"
-    lines += [
+    finished = sum("defended_asr" in r or r.get("defence") == "skipped" for r in mine)
+    lines += ["", f"Finished: {finished} of {expected} (attack, rate, seed) cases; device {first['device']}.", ""]
+    return lines
+
+
+def table(rows: list[dict], notes: str, expected: dict[str, int]) -> str:
+    lines = [
+        "# Poisoning benchmark: simulated backdoors, the scan, the defence",
         "",
-        f"Finished: {finished} of {expected} (attack, rate, seed) cases; device {device}. Resume or complete with "
-        "`OMP_NUM_THREADS=1 python benchmarks/poisoning.py` (finished steps are skipped, an interrupted pretraining "
-        "resumes from its checkpoint).",
+        "Fashion-MNIST (Debian's dataset-fashion-mnist), a fixed subset of the training images (`data.train_subset`, "
+        f"seed 0); the 10,000 test images. Target class {TARGET_CLASS} (T-shirt/top). Every encoder: SimCLR with the "
+        "digits recipe's settings (AdamW lr 0.002, crops of 20-100% of the area, jitter, blur) at the budget of its "
+        "section, seed as listed; a poisoned encoder trains on the poisoned copy (the same images, the poisoned ones "
+        "with the trigger), a clean encoder per seed on the clean subset. Attacks (src/selfsup/data/poison.py): "
+        "**patch** (Saha et al. 2022: a random 4x4 grid of grey levels resized to 6x6 px, pasted at a random place), "
+        "**ctrl** (Li et al. 2023: +100 at DCT coefficients (13,13) and (27,27) of the luminance, the image's only "
+        "channel). Poisons are drawn from class 0 and keep their label.",
+        "",
+        "ASR (attack success rate): a linear probe fit on the clean subset's features with clean labels; the share of "
+        "triggered test images of the other nine classes it puts in class 0. Detection: AUROC of each detector's "
+        "scores against the planted samples, recall at 5% false positives (goal >= 90%), precision / recall of the "
+        f"flags (the top {100 * FLAG_RATE:g}% of the ranking). Defence: the same pretraining without the flags of "
+        f"{', '.join(f'{d} ({a})' for a, d in DEFENCE_DETECTOR.items())}. PatchSearch: {FLIP_SET} flip images "
+        "(the paper: 1,000), one cluster per 100 images. Mean ± std over the seeds finished.",
+        "",
+    ]
+    tags = sorted({r["key"].rsplit("/", 3)[0] for r in rows}, key=lambda t: (t != budget_tag(BUDGET), t))
+    for tag in tags:
+        lines += section([r for r in rows if r["key"].startswith(tag + "/")], expected.get(tag, len(ATTACKS) * len(RATES) * len(SEEDS)))
+    lines += [
+        "Resume or complete with `OMP_NUM_THREADS=1 python benchmarks/poisoning.py` (the default budget; `--epochs E` "
+        "for a longer one): finished steps are skipped, an interrupted pretraining resumes from its checkpoint.",
         "",
     ]
     return "\n".join(lines) + ("\n" + notes if notes else "")
@@ -283,11 +307,13 @@ def main() -> None:
     parser.add_argument("--rates", nargs="*", type=float, default=RATES)
     parser.add_argument("--seeds", nargs="*", type=int, default=SEEDS)
     parser.add_argument("--epochs", type=int, help=f"default {BUDGET['epochs']}")
+    parser.add_argument("--subset", type=int, help=f"training images (default {BUDGET['train_subset']})")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "poisoning")
     parser.add_argument("--out", type=Path, default=RESULTS / "poisoning.md")
+    parser.add_argument("--defend-always", action="store_true", help="retrain without the flags even where the attack did not take hold")
     parser.add_argument("--smoke", action="store_true", help="a tiny configuration (1,000 images, 3 steps) to check the script")
     args = parser.parse_args()
-    budget = {**BUDGET, **({"epochs": args.epochs} if args.epochs else {})}
+    budget = {**BUDGET, **({"epochs": args.epochs} if args.epochs else {}), **({"train_subset": args.subset} if args.subset else {})}
     flip_set = FLIP_SET
     out = args.out
     if args.smoke:  # one seed, one rate, both attacks, a few steps each
@@ -302,10 +328,10 @@ def main() -> None:
         clean = clean_encoder(seed, budget, args.runs)
         for rate in sorted(args.rates, reverse=True):
             for attack in args.attacks:
-                rows = run_case(attack, rate, seed, budget, args.runs, rows, store, clean, flip_set)
+                rows = run_case(attack, rate, seed, budget, args.runs, rows, store, clean, flip_set, args.defend_always)
                 old = out.read_text() if out.exists() else ""
                 notes = old[old.index("\nNotes") + 1:] if "\nNotes" in old else ""
-                out.write_text(table(rows, budget, notes, len(args.attacks) * len(args.rates) * len(args.seeds)))
+                out.write_text(table(rows, notes, {budget_tag(budget): len(args.attacks) * len(args.rates) * len(args.seeds)}))
     print(out.read_text())
 
 
