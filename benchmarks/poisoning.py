@@ -191,7 +191,7 @@ def held(r: dict) -> bool:
     return r["poisoned_asr"] > r["clean_asr"] + 0.10
 
 
-def section(mine: list[dict], expected: int) -> list[str]:
+def section(mine: list[dict], expected: int | None) -> list[str]:
     """The three tables of one budget."""
     first = mine[0]
     lines = [
@@ -265,7 +265,8 @@ def section(mine: list[dict], expected: int) -> list[str]:
             f"| {mean_std([r['poisoned_clean_acc'] for r in done])} | {mean_std([r['defended_clean_acc'] for r in done])} |"
         )
     finished = sum("defended_asr" in r or r.get("defence") == "skipped" for r in mine)
-    lines += ["", f"Finished: {finished} of {expected} (attack, rate, seed) cases; device {first['device']}.", ""]
+    of = f" of {expected}" if expected else ""
+    lines += ["", f"Finished: {finished}{of} (attack, rate, seed) cases; device {first['device']}.", ""]
     return lines
 
 
@@ -292,7 +293,8 @@ def table(rows: list[dict], notes: str, expected: dict[str, int]) -> str:
     ]
     tags = sorted({r["key"].rsplit("/", 3)[0] for r in rows}, key=lambda t: (t != budget_tag(BUDGET), t))
     for tag in tags:
-        lines += section([r for r in rows if r["key"].startswith(tag + "/")], expected.get(tag, len(ATTACKS) * len(RATES) * len(SEEDS)))
+        default = len(ATTACKS) * len(RATES) * len(SEEDS) if tag == budget_tag(BUDGET) else None
+        lines += section([r for r in rows if r["key"].startswith(tag + "/")], expected.get(tag, default))
     lines += [
         "Resume or complete with `OMP_NUM_THREADS=1 python benchmarks/poisoning.py` (the default budget; `--epochs E` "
         "for a longer one): finished steps are skipped, an interrupted pretraining resumes from its checkpoint.",
@@ -310,6 +312,7 @@ def main() -> None:
     parser.add_argument("--subset", type=int, help=f"training images (default {BUDGET['train_subset']})")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "poisoning")
     parser.add_argument("--out", type=Path, default=RESULTS / "poisoning.md")
+    parser.add_argument("--table", action="store_true", help="only rebuild the markdown table from the jsonl rows")
     parser.add_argument("--defend-always", action="store_true", help="retrain without the flags even where the attack did not take hold")
     parser.add_argument("--smoke", action="store_true", help="a tiny configuration (1,000 images, 3 steps) to check the script")
     args = parser.parse_args()
@@ -323,6 +326,11 @@ def main() -> None:
         out = args.runs / "smoke.md"
     store = out.with_suffix(".jsonl")
     rows = load_rows(store)
+    if args.table:  # rebuild the markdown from the rows, nothing run
+        old = out.read_text() if out.exists() else ""
+        out.write_text(table(rows, old[old.index("\nNotes") + 1:] if "\nNotes" in old else "", {}))
+        print(out.read_text())
+        return
     # Seed by seed, so that whole seeds finish first; the clean encoder of a seed before its cases.
     for seed in args.seeds:
         clean = clean_encoder(seed, budget, args.runs)
