@@ -51,3 +51,21 @@ def cell(values: list[float | None], scale: float = 100.0, digits: int = 1) -> s
     if len([v for v in values if v is not None]) < 2:
         return f"{s[0] * scale:.{digits}f}"
     return f"{s[0] * scale:.{digits}f} ± {s[1] * scale:.{digits}f}"
+
+
+def runnable(method: str, modality: str) -> str | None:
+    """Why ``method`` cannot run on ``modality`` data in this checkout (None: it can)."""
+    from selfsup.backbones.base import BACKBONES
+    from selfsup.data.modalities import get_modality
+    from selfsup.methods import METHODS as REGISTERED
+
+    if method not in REGISTERED:
+        return "not registered yet"
+    cls = REGISTERED.get(method)
+    if cls.modalities is not None and modality not in cls.modalities:
+        return f"does not take {modality} data (modalities: {', '.join(sorted(cls.modalities))})"
+    if "tokens" in cls.requires:
+        token = get_modality(modality).token_backbone(None)
+        if token is None or token[0] not in BACKBONES:
+            return f"needs the {token[0] if token else 'token'} backbone, not registered yet"
+    return None

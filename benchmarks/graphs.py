@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import ROOT, cell, code_version, load_rows, mean_std, save_rows  # benchmarks/ is on sys.path when a script here runs
+from common import ROOT, cell, code_version, load_rows, mean_std, runnable, save_rows  # benchmarks/ is on sys.path when a script here runs
 
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "runs" / "graph_data"
@@ -494,22 +494,6 @@ def table(rows: list[dict], notes: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-
-
-
-
-def runnable(method: str) -> str | None:
-    """Why ``method`` cannot run on graphs in this checkout (None: it can)."""
-    from selfsup.methods import METHODS as REGISTERED
-
-    if method not in REGISTERED:
-        return "not registered yet"
-    cls = REGISTERED.get(method)
-    if cls.modalities is not None and "graph" not in cls.modalities:
-        return f"does not take graphs (modalities: {', '.join(sorted(cls.modalities))})"
-    return None
-
-
 def plan(datasets: list[str], methods: list[str], seeds: list[int]) -> list[tuple[str, str, int]]:
     """(dataset, method, seed) in the PRIORITY order, then anything else asked for."""
     out: list[tuple[str, str, int]] = []
@@ -544,7 +528,7 @@ def main() -> None:
     if not args.evaluate_only:
         methods = []
         for method in args.methods:
-            reason = runnable(method)
+            reason = runnable(method, "graph")
             if reason:
                 print(f"skipping {method}: {reason}; rerun later to fill its rows", flush=True)
             else:

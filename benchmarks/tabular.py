@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import ROOT, cell, code_version, load_rows, mean_std, save_rows  # benchmarks/ is on sys.path when a script here runs
+from common import ROOT, cell, code_version, load_rows, mean_std, runnable, save_rows  # benchmarks/ is on sys.path when a script here runs
 
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "runs" / "tabular_data"
@@ -431,28 +431,6 @@ def table(rows: list[dict], notes: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-
-
-
-
-def runnable(method: str) -> str | None:
-    """Why ``method`` cannot run in this checkout (None: it can)."""
-    from selfsup.backbones.base import BACKBONES
-    from selfsup.data.modalities import get_modality
-    from selfsup.methods import METHODS as REGISTERED
-
-    if method not in REGISTERED:
-        return "not registered yet"
-    cls = REGISTERED.get(method)
-    if cls.modalities is not None and "table" not in cls.modalities:
-        return f"does not take tables (modalities: {', '.join(sorted(cls.modalities))})"
-    if "tokens" in cls.requires:
-        token = get_modality("table").token_backbone(None)
-        if token is None or token[0] not in BACKBONES:
-            return f"needs the {token[0] if token else 'token'} backbone, not registered yet"
-    return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS), metavar="DATASET",
@@ -481,7 +459,7 @@ def main() -> None:
     if not args.evaluate_only:
         methods = []
         for method in args.methods:
-            reason = runnable(method)
+            reason = runnable(method, "table")
             if reason:
                 print(f"skipping {method}: {reason}; rerun later to fill its rows", flush=True)
             else:
