@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from selfsup.backbones.base import register_backbone
 from selfsup.config import OneOf, PositiveInt, Range
-from selfsup.data.graph_batch import GraphBatch, pool_graphs
+from selfsup.data.graph_batch import GraphBatch, sample_rows
 from selfsup.errors import ConfigError
 
 try:
@@ -136,9 +136,7 @@ class GNN(nn.Module):
 
     def pool(self, g: GraphBatch, h: torch.Tensor) -> torch.Tensor:
         """Node rows -> one row per sample: the sample nodes (node level) or each graph pooled."""
-        if g.center is not None:
-            return h[g.center]
-        return pool_graphs(h, g.node_graph, g.num_graphs, self.config.pool)
+        return sample_rows(g, h, self.config.pool)
 
 
 @register_backbone("gcn")

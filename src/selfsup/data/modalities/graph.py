@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import torch
 
-from selfsup.data.graph_batch import GraphBatch, pool_graphs
+from selfsup.data.graph_batch import GraphBatch, sample_rows
 from selfsup.data.modalities import Modality, register_modality
 
 
@@ -59,11 +59,8 @@ class GraphModality(Modality):
         return x.replace(x=(x.x - mean) / std)
 
     def raw_features(self, x: GraphBatch, standardized: GraphBatch) -> torch.Tensor:  # type: ignore[override]
-        g = standardized
-        if g.center is not None:
-            return g.x[g.center]
-        return pool_graphs(g.x, g.node_graph, g.num_graphs, "mean")
+        return sample_rows(standardized, standardized.x, "mean")
 
     def tree_features(self, x: GraphBatch) -> tuple[torch.Tensor, list[bool] | None]:  # type: ignore[override]
-        g = x
-        return (g.x[g.center] if g.center is not None else pool_graphs(g.x, g.node_graph, g.num_graphs, "mean")), None
+        """The raw baseline's rows, unscaled (trees need no scaling)."""
+        return self.raw_features(x, x), None
