@@ -140,3 +140,20 @@ def test_existing_output_is_kept(run_dir: Path) -> None:
     before = (run_dir / "metrics.json").read_text()
     assert_user_error(selfsup_in_process("pretrain", "-o", str(run_dir)), "already holds a run", "--resume")
     assert (run_dir / "metrics.json").read_text() == before
+
+
+def test_a_run_with_later_outputs_is_still_a_run(run_dir: Path) -> None:
+    """What scan, export and report write into a run leaves it a run: pretrain into it says to resume,
+    not that the folder is foreign; a refused call leaves the folder unlocked."""
+    added = [run_dir / "scan.csv", run_dir / "scan.png", run_dir / "export"]
+    try:
+        added[0].write_text("id,score,rank,flagged,cluster\n")
+        added[1].write_bytes(b"")
+        added[2].mkdir()
+        for _ in range(2):  # and the refusal leaves no lock behind for the next call in the same process
+            assert_user_error(selfsup_in_process("pretrain", "-o", str(run_dir)), "already holds a run", "--resume")
+    finally:
+        added[0].unlink(missing_ok=True)
+        added[1].unlink(missing_ok=True)
+        if added[2].is_dir():
+            added[2].rmdir()

@@ -58,10 +58,9 @@ from selfsup.data import load_dataset
 from selfsup.data.loader import iterate
 from selfsup.errors import ConfigError, DataError, SelfsupError
 from selfsup.methods.base import Encoder
-from selfsup.rundir import build_encoder, load_run
+from selfsup.rundir import EXPORT_DIR, build_encoder, load_run
 
 FORMATS = {"onnx": ".onnx", "safetensors": ".safetensors", "torchscript": ".pt"}  # format -> file suffix
-EXPORT_DIR = "export"  # the default output folder inside the run directory
 CONTRACT_VERSION = 1
 ONNX_OPSET = 17
 DYNAMO_ONNX_OPSET = 18  # the torch.export-based exporter (a fallback, with onnxscript) starts at 18

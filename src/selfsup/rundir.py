@@ -46,6 +46,13 @@ PREVIOUS_CHECKPOINT = "checkpoints/previous.ckpt"  # the one before last.ckpt, k
 FORMAT_VERSION = 2
 METRICS_FILE = "metrics.json"
 SCHEMA_FILE = "schema.json"  # the data's schema (tables), for people: the checkpoint holds the copy used
+# What later commands write into a finished run directory (a run that holds them is still a run):
+REPORT_FILE = "report.html"  # selfsup report
+FIGURES_DIR = "report"  # selfsup report: the figures beside report.html
+EXPORT_DIR = "export"  # selfsup export: the default output folder
+SCAN_FILE = "scan.csv"  # selfsup scan: the ranking
+GRID_SUFFIX = ".png"  # selfsup scan: the grid of the top images beside the CSV (scan.csv -> scan.png)
+LATER_OUTPUTS = (REPORT_FILE, FIGURES_DIR, EXPORT_DIR, SCAN_FILE, str(Path(SCAN_FILE).with_suffix(GRID_SUFFIX)))
 STATISTICS_SAMPLES = 10_000  # input statistics come from at most this many samples (a fixed subset)
 
 

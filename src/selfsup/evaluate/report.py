@@ -43,10 +43,8 @@ from selfsup.evaluate.risk import COLUMNS as RISK_COLUMNS
 from selfsup.evaluate.run import evaluation_groups, random_init_method
 from selfsup.evaluate.scan import GRID_SUFFIX, SCAN_FILE, read_scan
 from selfsup.evaluate.trees import TREES_ROW
-from selfsup.rundir import check_same_shape, load_run, read_metrics
+from selfsup.rundir import FIGURES_DIR, REPORT_FILE, check_same_shape, load_run, read_metrics
 
-REPORT_FILE = "report.html"
-FIGURES_DIR = "report"
 MAX_MAP_POINTS = 2000
 
 # Monitor keys a person reads better with a name and a hint. Keys not listed here are shown with

@@ -36,10 +36,8 @@ from selfsup.evaluate.detect import (
     kmeans_clusters, outlier_scores, patchsearch_scores, rank_scores, spectral_scores,
 )
 from selfsup.evaluate.embed import embed_source
-from selfsup.rundir import check_same_shape, load_run
+from selfsup.rundir import GRID_SUFFIX, SCAN_FILE, check_same_shape, load_run
 
-SCAN_FILE = "scan.csv"
-GRID_SUFFIX = ".png"  # the grid is written beside the CSV: scan.csv -> scan.png
 GRID_IMAGES = 64
 FLAG_RATE = 0.05
 COLUMNS = ("id", "score", "rank", "flagged", "cluster")

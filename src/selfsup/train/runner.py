@@ -42,7 +42,7 @@ from selfsup.evaluate.run import evaluate_run
 from selfsup.methods import METHODS
 from selfsup.methods.base import Method
 from selfsup.rundir import (  # noqa: F401  (re-exported: the run directory's API as before)
-    CHECKPOINT, CONFIG_FILE, FORMAT_VERSION, METRICS_FILE, SCHEMA_FILE, build_method, checkpoint_config, checkpoint_path,
+    CHECKPOINT, CONFIG_FILE, FORMAT_VERSION, LATER_OUTPUTS, METRICS_FILE, SCHEMA_FILE, build_method, checkpoint_config, checkpoint_path,
     config_differences, data_backbone_params, input_statistics, load_run, load_run_config, method_backbone_params, read_checkpoint,
     write_metrics,
 )
@@ -229,24 +229,24 @@ def _pretrain(
     lock: RunLock | None = None
     if is_secondary_rank():
         return _secondary(config, run_dir, resume, callbacks, requests)
-    if not resume:
-        config = config or RunConfig()
-        run_dir = check_output_dir(run_dir if run_dir is not None else default_run_dir(config), "run directory")
-        if run_dir.is_dir() and any(run_dir.iterdir()):
-            _refuse_foreign(run_dir)  # before the lock: nothing is written into a folder that is not a run
-            lock = RunLock(run_dir, "starting a run there").acquire()
-            resume = _restart_or_refuse(run_dir)
-    if resume:
-        if run_dir is None:
-            raise ConfigError("resume needs the run directory to continue")
-        run_dir = Path(run_dir)
-        lock = lock or RunLock(run_dir, "resuming the run").acquire() if run_dir.is_dir() else None
-        config = _resume_config(run_dir, epochs)
-        unknown = sorted(set(session) - {"progress_bar", "accelerator"})
-        if unknown:
-            raise ConfigError(f"a resume cannot change {', '.join(unknown)} (only progress_bar and accelerator)")
-        config.train = replace(config.train, **session)
-    try:
+    try:  # a refusal anywhere below leaves the folder unlocked for the next call in this process
+        if not resume:
+            config = config or RunConfig()
+            run_dir = check_output_dir(run_dir if run_dir is not None else default_run_dir(config), "run directory")
+            if run_dir.is_dir() and any(run_dir.iterdir()):
+                _refuse_foreign(run_dir)  # before the lock: nothing is written into a folder that is not a run
+                lock = RunLock(run_dir, "starting a run there").acquire()
+                resume = _restart_or_refuse(run_dir)
+        if resume:
+            if run_dir is None:
+                raise ConfigError("resume needs the run directory to continue")
+            run_dir = Path(run_dir)
+            lock = lock or RunLock(run_dir, "resuming the run").acquire() if run_dir.is_dir() else None
+            config = _resume_config(run_dir, epochs)
+            unknown = sorted(set(session) - {"progress_bar", "accelerator"})
+            if unknown:
+                raise ConfigError(f"a resume cannot change {', '.join(unknown)} (only progress_bar and accelerator)")
+            config.train = replace(config.train, **session)
         return _train(config, run_dir, resume, callbacks, evaluate, requests, lock)
     finally:
         if lock is not None:
@@ -299,7 +299,7 @@ def _restart_or_refuse(run_dir: Path) -> bool:
 
 def _refuse_foreign(run_dir: Path) -> None:
     """One line when an existing, non-empty ``run_dir`` holds anything but a run's own files."""
-    ours = {CONFIG_FILE, METRICS_FILE, SCHEMA_FILE, "logs", "checkpoints", LOCK_FILE, "training.png", "report.html", "report"}
+    ours = {CONFIG_FILE, METRICS_FILE, SCHEMA_FILE, "logs", "checkpoints", LOCK_FILE, "training.png", *LATER_OUTPUTS}
     others = sorted(p.name for p in run_dir.iterdir() if p.name not in ours and not p.name.startswith("."))
     if not (run_dir / CONFIG_FILE).is_file() or others:
         raise ConfigError(
