@@ -1,0 +1,250 @@
+"""Does a simulated backdoor take hold as pretraining goes on? Attack success over epochs (issue 15).
+
+``benchmarks/poisoning.py`` measures the attack once, at the end of a short budget, and found no
+backdoor at 5-20 epochs. CTRL (Li et al. 2023, arXiv 2210.07346) and Saha et al. (2022, arXiv
+2105.10123) train hundreds of epochs, and a backdoor in contrastive learning is known to appear late.
+This script trains one poisoned encoder per configuration for longer, on a cheaper backbone, and
+measures the attack every few epochs of the same run, so one run gives the whole curve:
+
+- linear ASR: the issue's protocol (``selfsup.evaluate.attack.evaluate_attack``): a linear probe fit on
+  the clean training subset's features with clean labels; the share of triggered test images of the
+  other classes it puts in the target class;
+- kNN ASR: CTRL's own monitor, a weighted kNN (k = 200, temperature 0.1; Wu et al. 2018, arXiv
+  1805.01978) over the clean training subset's features;
+- the control, per probe: the share of the same test images *without* the trigger put in the target
+  class (the encoder's base rate), and clean test accuracy.
+
+The attack has taken hold where the triggered rate exceeds the untriggered one by more than 10 points.
+
+Rows go to ``benchmarks/results/poisoning_curve.jsonl`` (one per configuration and measured epoch),
+the table to ``poisoning_curve.md`` and the curves to ``poisoning_curve.png``. A killed run resumes from
+its last checkpoint (every measured epoch) and skips the epochs it already measured::
+
+    OMP_NUM_THREADS=1 python benchmarks/poisoning_curve.py --configs patch5 &
+    OMP_NUM_THREADS=1 python benchmarks/poisoning_curve.py --configs ctrl5 &
+    python benchmarks/poisoning_curve.py --table
+
+Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import poisoning as base  # noqa: E402  (the poisoning benchmark's data, config and training helpers)
+from common import code_version  # noqa: E402
+
+from selfsup.data import load_dataset  # noqa: E402
+from selfsup.data.poison import poison_splits, write_poisoned  # noqa: E402
+from selfsup.evaluate.attack import _root_labels, evaluate_attack, triggered_test_images  # noqa: E402
+from selfsup.evaluate.embed import embed_in_batches, embed_source  # noqa: E402
+from selfsup.evaluate.knn import knn_predict  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+STORE = RESULTS / "poisoning_curve.jsonl"
+# A cheaper resnet_tiny: stride 2 in the first stage too (28 -> 14 -> 7 -> 4), 2.6x faster per step on
+# this CPU (0.95 s against 2.46 s for a forward and backward pass of 512 images, one thread).
+FAST = {"strides": [2, 2, 2]}
+CONFIGS: dict[str, dict] = {
+    "patch5": {"attack": "patch", "rate": 0.05, "train_subset": 5000, "epochs": 100, "every": 10, "backbone_params": FAST},
+    "ctrl5": {"attack": "ctrl", "rate": 0.05, "train_subset": 5000, "epochs": 100, "every": 10, "backbone_params": FAST},
+    # SimCLR's CIFAR-10 augmentations (Chen et al. 2020, arXiv 2002.05709, appendix B.9) have no blur, nor
+    # have CTRL's: the digits recipe's blur (p 0.5, sigma up to 2 px on 28 px) removes a high-frequency
+    # trigger from half the views.
+    "ctrl5_noblur": {"attack": "ctrl", "rate": 0.05, "train_subset": 5000, "epochs": 100, "every": 10,
+                     "backbone_params": FAST, "views_params": {"blur": {"p": 0.0}}},
+    "patch5_noblur": {"attack": "patch", "rate": 0.05, "train_subset": 5000, "epochs": 100, "every": 10,
+                      "backbone_params": FAST, "views_params": {"blur": {"p": 0.0}}},
+    "patch1": {"attack": "patch", "rate": 0.01, "train_subset": 5000, "epochs": 100, "every": 10, "backbone_params": FAST},
+    "ctrl1": {"attack": "ctrl", "rate": 0.01, "train_subset": 5000, "epochs": 100, "every": 10, "backbone_params": FAST},
+}
+KNN_K, KNN_T = 200, 0.1  # CTRL's kNN monitor
+
+
+def load_rows() -> list[dict]:
+    if not STORE.is_file():
+        return []
+    return [json.loads(line) for line in STORE.read_text().splitlines() if line.strip()]
+
+
+def append_row(row: dict) -> None:
+    with STORE.open("a") as f:  # one short line per write: two processes can append side by side
+        f.write(json.dumps(row) + "\n")
+
+
+def knn_rates(encoder: torch.nn.Module, clean, spec) -> dict[str, float]:
+    """CTRL's monitor: weighted kNN over the clean training features; triggered and untriggered target rates."""
+    train, test = clean.train, clean.test
+    (train_z, train_i), (test_z, test_i) = (embed_source(encoder, part) for part in (train, test))
+    train_y, test_y = _root_labels(train, train_i), _root_labels(test, test_i)
+    images, labels = triggered_test_images(test, spec)
+    triggered_z = embed_in_batches(encoder, images)
+    classes = int(train_y.max()) + 1
+    test_pred = knn_predict(train_z, train_y, test_z, KNN_K, KNN_T, classes)
+    trig_pred = knn_predict(train_z, train_y, triggered_z, KNN_K, KNN_T, classes)
+    others = test_y != spec.target_class
+    return {
+        "knn_clean_acc": float((test_pred == test_y).float().mean()),
+        "knn_asr": float((trig_pred == spec.target_class).float().mean()),
+        "knn_untriggered": float((test_pred[others] == spec.target_class).float().mean()),
+    }
+
+
+class AttackCurve(L.Callback):
+    """Measures the attack on the encoder every ``every`` epochs (and at the last), skipping measured epochs."""
+
+    def __init__(self, name: str, cfg: dict, clean, spec, done: set[int]) -> None:
+        self.name, self.cfg, self.clean, self.spec, self.done = name, cfg, clean, spec, done
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if epoch in self.done or (epoch % self.cfg["every"] and epoch != self.cfg["epochs"]):
+            return
+        encoder = pl_module.method.encoder
+        was_training = encoder.training
+        start = time.perf_counter()
+        with torch.no_grad():
+            linear = evaluate_attack(encoder, self.clean, self.spec, seed=0)
+            knn = knn_rates(encoder, self.clean, self.spec)
+        encoder.train(was_training)
+        row = {"config": self.name, **{k: v for k, v in self.cfg.items() if k != "every"}, "epoch": epoch,
+               "step": trainer.global_step, "linear_asr": linear.asr, "linear_untriggered": linear.clean_target_rate,
+               "linear_clean_acc": linear.clean_accuracy, **knn, "eval_s": time.perf_counter() - start,
+               "train_s_this_session": start - self.started, "code": code_version(), "torch": torch.__version__,
+               "threads": torch.get_num_threads()}
+        append_row(row)
+        self.done.add(epoch)
+        print(f"{self.name} epoch {epoch}: linear ASR {100 * linear.asr:.1f} (untriggered {100 * linear.clean_target_rate:.1f}, "
+              f"clean acc {100 * linear.clean_accuracy:.1f}); kNN ASR {100 * knn['knn_asr']:.1f} "
+              f"(untriggered {100 * knn['knn_untriggered']:.1f})", flush=True)
+
+
+def run(name: str, runs: Path) -> None:
+    cfg = CONFIGS[name]
+    done = {r["epoch"] for r in load_rows() if r["config"] == name}
+    if cfg["epochs"] in done:
+        print(f"{name}: finished earlier, kept")
+        return
+    case = runs / name
+    case.mkdir(parents=True, exist_ok=True)
+    clean = load_dataset(base.DATA, options={"train_subset": cfg["train_subset"]})
+    arrays, chosen, spec = poison_splits(clean, cfg["attack"], base.TARGET_CLASS, cfg["rate"], seed=0, data_name=base.DATA)
+    spec.data, spec.train_subset = base.DATA, cfg["train_subset"]
+    npz = case / "poisoned.npz"
+    if not npz.is_file():
+        write_poisoned(npz, arrays, chosen, spec)
+    budget = {**base.BUDGET, "epochs": cfg["epochs"], "train_subset": cfg["train_subset"]}
+    config = base.config_for(f"arrays:{npz}", 0, budget)
+    config.backbone.params = dict(cfg["backbone_params"])
+    config.views.params = {**config.views.params, **cfg.get("views_params", {})}
+    config.train.checkpoint_every_n_epochs = cfg["every"]
+    run_dir = case / "poisoned"
+    partial = base.checkpoint_path(run_dir) if run_dir.exists() else None
+    base.pretrain(None if partial else config, run_dir=run_dir, evaluate=False, resume=bool(partial),
+                  callbacks=[AttackCurve(name, cfg, clean, spec, done)])
+
+
+def table() -> str:
+    rows = load_rows()
+    lines = [
+        "# Does the backdoor take hold as training goes on?",
+        "",
+        "Written by `python benchmarks/poisoning_curve.py` (rows in `poisoning_curve.jsonl`, curves in "
+        "`poisoning_curve.png`). Fashion-MNIST, a fixed training subset (seed 0), target class 0 (T-shirt/top), "
+        "the triggers of `benchmarks/poisoning.py` (patch: Saha et al. 2022; ctrl: Li et al. 2023). One poisoned "
+        "SimCLR encoder per configuration (the digits recipe's settings, seed 0), measured every few epochs of the "
+        "same run. Linear: the issue's ASR protocol (a linear probe fit on the clean subset's features with clean "
+        "labels). kNN: CTRL's monitor (k = 200, temperature 0.1, over the clean subset's features). ASR: share of "
+        "triggered test images of the nine other classes put in class 0; untriggered: the same images without the "
+        "trigger (the encoder's base rate). Took hold: ASR above the untriggered rate by more than 10 points.",
+        "",
+        f"Machine: x86_64, 2 CPU cores shared with another run, 1 thread per run, torch {torch.__version__}, CPU only.",
+        "",
+    ]
+    for name in sorted({r["config"] for r in rows}, key=lambda n: list(CONFIGS).index(n) if n in CONFIGS else 99):
+        mine = sorted((r for r in rows if r["config"] == name), key=lambda r: r["epoch"])
+        first = mine[0]
+        lines += [
+            f"## {name}: {first['attack']} at {100 * first['rate']:g}%, {first['train_subset']:,} images, "
+            f"{first['epochs']} epochs, resnet_tiny {first['backbone_params']}, views: the digits recipe's"
+            + (f" with {first['views_params']}" if first.get("views_params") else ""),
+            "",
+            "| epoch | linear ASR % | linear untriggered % | kNN ASR % | kNN untriggered % | clean acc. linear % | clean acc. kNN % | took hold |",
+            "|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in mine:
+            held = r["linear_asr"] - r["linear_untriggered"] > 0.10 or r["knn_asr"] - r["knn_untriggered"] > 0.10
+            lines.append(
+                f"| {r['epoch']} | {100 * r['linear_asr']:.1f} | {100 * r['linear_untriggered']:.1f} | {100 * r['knn_asr']:.1f} | "
+                f"{100 * r['knn_untriggered']:.1f} | {100 * r['linear_clean_acc']:.1f} | {100 * r['knn_clean_acc']:.1f} | "
+                f"{'yes' if held else 'no'} |")
+        status = "finished" if mine[-1]["epoch"] == first["epochs"] else f"running or stopped at epoch {mine[-1]['epoch']}"
+        lines += ["", f"Status: {status}.", ""]
+    lines.append("Command: `OMP_NUM_THREADS=1 python benchmarks/poisoning_curve.py --configs NAME` (resumes); "
+                 "`--table` rebuilds this file.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = load_rows()
+    names = sorted({r["config"] for r in rows})
+    if not names:
+        return
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], names):
+        mine = sorted((r for r in rows if r["config"] == name), key=lambda r: r["epoch"])
+        ep = [r["epoch"] for r in mine]
+        for key, style, label in [("linear_asr", "-", "linear ASR"), ("linear_untriggered", ":", "linear, untriggered"),
+                                  ("knn_asr", "-", "kNN ASR"), ("knn_untriggered", ":", "kNN, untriggered")]:
+            ax.plot(ep, [100 * r[key] for r in mine], style, marker="o", ms=3, label=label)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+    axes[0][0].set_ylabel("% of other-class test images put in the target class")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def write_outputs() -> None:
+    out = RESULTS / "poisoning_curve.md"
+    old = out.read_text() if out.exists() else ""
+    notes = old[old.index("\nNotes") + 1:] if "\nNotes" in old else ""
+    out.write_text(table() + ("\n" + notes if notes else ""))
+    plot(RESULTS / "poisoning_curve.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "poisoning_curve")
+    parser.add_argument("--table", action="store_true", help="only rebuild the table and the plot")
+    args = parser.parse_args()
+    if not args.table:
+        for name in args.configs:
+            run(name, args.runs)
+    write_outputs()
+    print((RESULTS / "poisoning_curve.md").read_text())
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    main()
