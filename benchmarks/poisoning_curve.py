@@ -47,8 +47,10 @@ from common import code_version  # noqa: E402
 from selfsup.data import load_dataset  # noqa: E402
 from selfsup.data.poison import poison_splits, write_poisoned  # noqa: E402
 from selfsup.evaluate.attack import _root_labels, evaluate_attack, triggered_test_images  # noqa: E402
+from selfsup.evaluate.detect import DETECTORS, detection_metrics  # noqa: E402
 from selfsup.evaluate.embed import embed_in_batches, embed_source  # noqa: E402
 from selfsup.evaluate.knn import knn_predict  # noqa: E402
+from selfsup.evaluate.scan import score_samples  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -131,12 +133,27 @@ class AttackCurve(L.Callback):
               f"(untriggered {100 * knn['knn_untriggered']:.1f})", flush=True)
 
 
+def detect(name: str, cfg: dict, run_dir: Path, npz: Path, chosen: torch.Tensor) -> None:
+    """Every detector of ``selfsup scan`` on the finished encoder: a row with their AUROC and recall."""
+    encoder = base.encoder_of(run_dir)
+    source = load_dataset(f"arrays:{npz}").train
+    truth = torch.zeros(len(source), dtype=torch.bool)
+    truth[chosen] = True
+    detection = {}
+    for detector in DETECTORS:
+        start = time.perf_counter()
+        found = score_samples(encoder, source, detector, base.FLAG_RATE, flip_set_size=base.FLIP_SET, seed=0)
+        detection[detector] = {**detection_metrics(found.scores, found.flagged, truth), "seconds": time.perf_counter() - start}
+        print(f"{name} {detector}: AUROC {detection[detector]['auroc']:.3f}, recall at 5% FP "
+              f"{100 * detection[detector]['recall_at_5pct_fpr']:.1f}", flush=True)
+    append_row({"config": name, "detection": detection, "epoch_detected": cfg["epochs"], "flag_rate": base.FLAG_RATE,
+                "flip_set": base.FLIP_SET, "code": code_version()})
+
+
 def run(name: str, runs: Path) -> None:
     cfg = CONFIGS[name]
-    done = {r["epoch"] for r in load_rows() if r["config"] == name}
-    if cfg["epochs"] in done:
-        print(f"{name}: finished earlier, kept")
-        return
+    rows = [r for r in load_rows() if r["config"] == name]
+    done = {r["epoch"] for r in rows if "epoch" in r}
     case = runs / name
     case.mkdir(parents=True, exist_ok=True)
     clean = load_dataset(base.DATA, options={"train_subset": cfg["train_subset"]})
@@ -145,19 +162,26 @@ def run(name: str, runs: Path) -> None:
     npz = case / "poisoned.npz"
     if not npz.is_file():
         write_poisoned(npz, arrays, chosen, spec)
+    run_dir = case / "poisoned"
+    if cfg["epochs"] in done:
+        print(f"{name}: trained earlier, kept")
+        if not any("detection" in r for r in rows):
+            detect(name, cfg, run_dir, npz, chosen)
+        return
     budget = {**base.BUDGET, "epochs": cfg["epochs"], "train_subset": cfg["train_subset"]}
     config = base.config_for(f"arrays:{npz}", 0, budget)
     config.backbone.params = dict(cfg["backbone_params"])
     config.views.params = {**config.views.params, **cfg.get("views_params", {})}
     config.train.checkpoint_every_n_epochs = cfg["every"]
-    run_dir = case / "poisoned"
     partial = base.checkpoint_path(run_dir) if run_dir.exists() else None
     base.pretrain(None if partial else config, run_dir=run_dir, evaluate=False, resume=bool(partial),
                   callbacks=[AttackCurve(name, cfg, clean, spec, done)])
+    detect(name, cfg, run_dir, npz, chosen)
 
 
 def table() -> str:
-    rows = load_rows()
+    everything = load_rows()
+    rows = [r for r in everything if "epoch" in r]
     lines = [
         "# Does the backdoor take hold as training goes on?",
         "",
@@ -192,6 +216,20 @@ def table() -> str:
                 f"{'yes' if held else 'no'} |")
         status = "finished" if mine[-1]["epoch"] == first["epochs"] else f"running or stopped at epoch {mine[-1]['epoch']}"
         lines += ["", f"Status: {status}.", ""]
+        found = [r for r in everything if r["config"] == name and "detection" in r]
+        if found:
+            d = found[-1]
+            lines += [
+                f"Detection on the encoder of epoch {d['epoch_detected']} (every detector of `selfsup scan`, flags: the top "
+                f"{100 * d['flag_rate']:g}%; PatchSearch with {d['flip_set']} flip images):",
+                "",
+                "| detector | AUROC | recall at 5% FP % | flags: precision % | flags: recall % | seconds |",
+                "|---|---:|---:|---:|---:|---:|",
+            ]
+            for detector, m in d["detection"].items():
+                lines.append(f"| {detector} | {m['auroc']:.3f} | {100 * m['recall_at_5pct_fpr']:.1f} | {100 * m['precision']:.1f} "
+                             f"| {100 * m['recall']:.1f} | {m['seconds']:.0f} |")
+            lines.append("")
     lines.append("Command: `OMP_NUM_THREADS=1 python benchmarks/poisoning_curve.py --configs NAME` (resumes); "
                  "`--table` rebuilds this file.")
     return "\n".join(lines) + "\n"
@@ -203,7 +241,7 @@ def plot(path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = load_rows()
+    rows = [r for r in load_rows() if "epoch" in r]
     names = sorted({r["config"] for r in rows})
     if not names:
         return
