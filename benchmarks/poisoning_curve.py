@@ -45,7 +45,8 @@ import poisoning as base  # noqa: E402  (the poisoning benchmark's data, config 
 from common import code_version  # noqa: E402
 
 from selfsup.data import load_dataset  # noqa: E402
-from selfsup.data.poison import poison_splits, write_poisoned  # noqa: E402
+from selfsup.data.loader import materialize  # noqa: E402
+from selfsup.data.poison import poison_splits, to_uint8, write_poisoned  # noqa: E402
 from selfsup.evaluate.attack import _root_labels, evaluate_attack, triggered_test_images  # noqa: E402
 from selfsup.evaluate.detect import DETECTORS, detection_metrics  # noqa: E402
 from selfsup.evaluate.embed import embed_in_batches, embed_source  # noqa: E402
@@ -96,6 +97,9 @@ def knn_rates(encoder: torch.nn.Module, clean, spec) -> dict[str, float]:
     train_y, test_y = _root_labels(train, train_i), _root_labels(test, test_i)
     images, labels = triggered_test_images(test, spec)
     triggered_z = embed_in_batches(encoder, images)
+    # How much the trigger moves an image's embedding: the same images without it, in the same order.
+    batch = materialize(test)
+    untriggered_z = embed_in_batches(encoder, to_uint8(batch["x"][_root_labels(test, batch["index"]) != spec.target_class]))
     classes = int(train_y.max()) + 1
     test_pred = knn_predict(train_z, train_y, test_z, KNN_K, KNN_T, classes)
     trig_pred = knn_predict(train_z, train_y, triggered_z, KNN_K, KNN_T, classes)
@@ -104,6 +108,7 @@ def knn_rates(encoder: torch.nn.Module, clean, spec) -> dict[str, float]:
         "knn_clean_acc": float((test_pred == test_y).float().mean()),
         "knn_asr": float((trig_pred == spec.target_class).float().mean()),
         "knn_untriggered": float((test_pred[others] == spec.target_class).float().mean()),
+        "trigger_cos": float(torch.nn.functional.cosine_similarity(triggered_z, untriggered_z).mean()),
     }
 
 
@@ -196,7 +201,7 @@ def table() -> str:
         "same run. Linear: the issue's ASR protocol (a linear probe fit on the clean subset's features with clean "
         "labels). kNN: CTRL's monitor (k = 200, temperature 0.1, over the clean subset's features). ASR: share of "
         "triggered test images of the nine other classes put in class 0; untriggered: the same images without the "
-        "trigger (the encoder's base rate). Took hold: ASR above the untriggered rate by more than 10 points.",
+        "trigger (the encoder's base rate). Trigger cos: the mean cosine similarity between an image's embedding with and without the trigger (1: the encoder ignores the trigger). Took hold: ASR above the untriggered rate by more than 10 points.",
         "",
         f"Machine: x86_64, 2 CPU cores shared with another run, 1 thread per run, torch {torch.__version__}, CPU only.",
         "",
@@ -209,15 +214,17 @@ def table() -> str:
             f"{first['epochs']} epochs, resnet_tiny {first['backbone_params']}, views: the digits recipe's"
             + (f" with {first['views_params']}" if first.get("views_params") else ""),
             "",
-            "| epoch | linear ASR % | linear untriggered % | kNN ASR % | kNN untriggered % | clean acc. linear % | clean acc. kNN % | took hold |",
-            "|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| epoch | linear ASR % | linear untriggered % | kNN ASR % | kNN untriggered % | clean acc. linear % | clean acc. kNN % "
+            "| trigger cos | took hold |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in mine:
             held = r["linear_asr"] - r["linear_untriggered"] > 0.10 or r["knn_asr"] - r["knn_untriggered"] > 0.10
+            cos = f"{r['trigger_cos']:.3f}" if "trigger_cos" in r else "-"
             lines.append(
                 f"| {r['epoch']} | {100 * r['linear_asr']:.1f} | {100 * r['linear_untriggered']:.1f} | {100 * r['knn_asr']:.1f} | "
                 f"{100 * r['knn_untriggered']:.1f} | {100 * r['linear_clean_acc']:.1f} | {100 * r['knn_clean_acc']:.1f} | "
-                f"{'yes' if held else 'no'} |")
+                f"{cos} | {'yes' if held else 'no'} |")
         status = "finished" if mine[-1]["epoch"] == first["epochs"] else f"running or stopped at epoch {mine[-1]['epoch']}"
         lines += ["", f"Status: {status}.", ""]
         found = [r for r in everything if r["config"] == name and "detection" in r]
