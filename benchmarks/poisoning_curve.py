@@ -263,9 +263,13 @@ def plot(path: Path) -> None:
         for key, style, label in [("linear_asr", "-", "linear ASR"), ("linear_untriggered", ":", "linear, untriggered"),
                                   ("knn_asr", "-", "kNN ASR"), ("knn_untriggered", ":", "kNN, untriggered")]:
             ax.plot(ep, [100 * r[key] for r in mine], style, marker="o", ms=3, label=label)
+        # The took-hold line: 10 points above the linear probe's untriggered rate.
+        ax.plot(ep, [100 * r["linear_untriggered"] + 10 for r in mine], "--", color="grey", lw=1, label="took hold above")
+        top = max(100 * max(r[k] for k in ("linear_asr", "knn_asr")) for r in mine)
+        ax.set_ylim(0, max(20.0, top + 5))
         ax.set_title(name)
         ax.set_xlabel("epoch")
-    axes[0][0].set_ylabel("% of other-class test images put in the target class")
+    axes[0][0].set_ylabel("% put in the target class")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
