@@ -298,7 +298,9 @@ def run_config(spec: GraphSet, method: str, seed: int, max_steps: int = 0) -> An
     return RunConfig.from_dict({
         "data": {"name": f"graph:{prepare(spec)}", "params": spec.data_params()},
         "method": method,
-        "backbone": {"name": "auto", "params": dict(spec.backbone)},
+        # The modality's default for the level, named: every method on the same encoder (with "auto",
+        # GraphMAE would take its paper's GAT at node level).
+        "backbone": {"name": "gcn" if spec.level == "node" else "gin", "params": dict(spec.backbone)},
         "views": "auto",
         "train": train,
         "eval": evaluation,
@@ -460,8 +462,8 @@ def table(rows: list[dict], notes: str) -> str:
         "Test accuracy %, mean ± std over the seeds listed (seed = pretraining seed = probe seed). Each method "
         "trains with the dataset's budget (steps, batch, backbone: below), and with its own optimiser, learning "
         "rate, weight decay, schedule and view rates (its `run_defaults`; a method without its own warm-up gets "
-        "the budget's); default `graph` views (edge dropping + feature-column masking), `--backbone auto` (`gcn` "
-        "at node level, `gin` at graph level). Probes on the frozen encoder: linear and kNN (hyperparameters "
+        "the budget's); default `graph` views (edge dropping + feature-column masking), the same backbone for every "
+        "method (`gcn` at node level, `gin` at graph level: the modality's defaults). Probes on the frozen encoder: linear and kNN (hyperparameters "
         "chosen on a split of the probe's train set; test used once). Baselines: the same probes on the "
         "random-init encoder (same architecture and seed) and on the raw input (a node's own features; a "
         "graph's mean node features). Δ: the linear probe minus the random-init encoder's, per seed. RankMe "

@@ -390,3 +390,15 @@ def test_the_package_graph_recipe_resolves(name: str) -> None:
     resolved = resolve_config(config, "graph", (1500,), PACKAGES_INFO)
     assert resolved.method.name == name and resolved.views.name == "graph"
     assert resolved.train.max_steps > 0 and resolved.train.batch_size <= 18_666  # steps of the paper, not epochs
+
+
+@pytest.mark.parametrize(("name", "level", "expected"), [
+    ("graphmae", "node", "gat"), ("graphmae", "graph", "gin"), ("grace", "node", "gcn"), ("dgi", "graph", "gin"),
+])
+def test_an_auto_backbone_is_the_one_the_method_s_paper_uses(name: str, level: str, expected: str) -> None:
+    """GraphMAE's paper encodes nodes with a GAT: "auto" gives gat where the data alone would give gcn."""
+    info = {"kind": "graph", "level": level, "num_features": 5}
+    resolved = resolve_config(RunConfig(data="graph:g.npz", method=name), "graph", (5,), info)
+    assert resolved.backbone.name == expected
+    chosen = RunConfig.from_dict({"data": "graph:g.npz", "method": name, "backbone": "gin"})
+    assert resolve_config(chosen, "graph", (5,), info).backbone.name == "gin"  # a named backbone is kept

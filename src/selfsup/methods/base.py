@@ -175,6 +175,9 @@ class Method(nn.Module):
     modalities: ClassVar[frozenset[str] | None] = None
     requires: ClassVar[frozenset[str]] = frozenset()
     default_views: ClassVar[str | None] = None  # views a method needs when the run says "auto"
+    # For a run whose backbone is "auto": the backbone the method's paper uses in place of the
+    # modality's default, keyed by that default ({"gcn": "gat"}: GAT where the data would take GCN).
+    backbone_choices: ClassVar[dict[str, str]] = {}
     # Settings of the published protocol, applied under the user's (a value left at the library
     # default counts as not given): a partial RunConfig dict ({"train": {"batch_size": 8}}).
     run_defaults: ClassVar[dict[str, Any]] = {}

@@ -14,8 +14,8 @@ Node level, the masked nodes are drawn among the batch's sample nodes (``center`
 the batch is the whole graph, as in the paper); graph level, among every node of the batch's
 graphs. The targets are the standardised features the encoder sees.
 
-The paper's node-level encoder is a GAT (``--backbone gat``; the modality's default is ``gcn``,
-and ``gin`` at graph level, the paper's graph-level encoder).
+The paper's node-level encoder is a GAT, so ``--backbone auto`` gives ``gat`` at node level (where
+the modality's default is ``gcn``) and ``gin`` at graph level (the paper's graph-level encoder).
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ class GraphMAE(Method):
     can_collapse_completely = False  # a constant encoding cannot rebuild the masked nodes' features
     num_global_views = 1  # the graph itself: masking is the only corruption
     default_views = "graph"
+    backbone_choices = {"gcn": "gat"}  # the paper's node-level encoder; gin at graph level is its choice too
     # The paper's Cora run: lr 1e-3, weight decay 2e-4, 1,500 full-graph steps (max_steps: the same
     # number of optimiser steps whatever the batch), cosine decay without warm-up; no edge dropping.
     run_defaults = {

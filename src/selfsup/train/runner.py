@@ -99,7 +99,8 @@ def resolve_config(
     """Fill every component's params with its defaults (validating them) so runs are reproducible.
 
     The views and an ``"auto"`` backbone are resolved only once the data's ``modality`` is known
-    (``"auto"`` picks the modality's default backbone: resnet_tiny for images, mlp for vectors,
+    (``"auto"`` picks the modality's default backbone, or the method's choice in its place
+    (``Method.backbone_choices``: GraphMAE's gat for gcn): resnet_tiny for images, mlp for vectors,
     ts2vec_encoder for series; for a method that needs tokens, the modality's token backbone,
     sized for ``sample_shape``: vit_tiny for images, patch_transformer for series). ``data_info``
     (the source's: a table's schema) fills the backbone params the data decides.
@@ -112,6 +113,7 @@ def resolve_config(
     user_params = dict(config.backbone.params)
     if name is None and modality is not None:
         name = get_modality(modality, data_info).default_backbone  # may depend on the data (a graph's level)
+        name = method.backbone_choices.get(name, name)
         if "tokens" in method.requires and (method.modalities is None or modality in method.modalities):
             picked = get_modality(modality).token_backbone(sample_shape)
             if picked is None:
