@@ -64,6 +64,7 @@ FLIP_SET = 200  # PatchSearch's flip set (the paper: 1,000); two images per clus
 # The detector whose flags the defence removes: PatchSearch for the patch (the published defence
 # for it), spectral signatures for CTRL (PatchSearch looks for patches, CTRL has none).
 DEFENCE_DETECTOR = {"patch": "patchsearch", "ctrl": "spectral"}
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # embedding, probes' features and scans (training: Lightning's choice)
 SMOKE = {"epochs": 1, "train_subset": 1000, "max_steps": 3, "flip_set": 20}
 
 
@@ -97,7 +98,7 @@ def train(run_dir: Path, config: RunConfig) -> dict:
 
 
 def encoder_of(run_dir: Path) -> torch.nn.Module:
-    return load_run(run_dir)[1].encoder
+    return load_run(run_dir)[1].encoder.to(DEVICE)
 
 
 def load_rows(path: Path) -> list[dict]:
@@ -154,8 +155,8 @@ def run_case(attack: str, rate: float, seed: int, budget: dict, runs: Path, rows
 
     if "poisoned_asr" not in row:  # 1-2: the poisoned encoder
         metrics = train(case / "poisoned", config_for(f"arrays:{poisoned_npz}", seed, budget))
-        result = evaluate_attack(encoder_of(case / "poisoned"), clean_data, spec, seed=seed)
-        clean_result = evaluate_attack(clean["encoder"], clean_data, spec, seed=seed)
+        result = evaluate_attack(encoder_of(case / "poisoned"), clean_data, spec, seed=seed, device=DEVICE)
+        clean_result = evaluate_attack(clean["encoder"], clean_data, spec, seed=seed, device=DEVICE)
         row.update(poisoned_asr=result.asr, poisoned_clean_acc=result.clean_accuracy,
                    clean_asr=clean_result.asr, clean_clean_acc=clean_result.clean_accuracy,
                    num_poisoned=len(chosen), train_s=metrics.get("train_seconds_this_session"))
@@ -166,7 +167,7 @@ def run_case(attack: str, rate: float, seed: int, budget: dict, runs: Path, rows
         detection = {}
         for detector in DETECTORS:
             start = time.perf_counter()
-            found = score_samples(encoder, source, detector, FLAG_RATE, flip_set_size=flip_set, seed=seed)
+            found = score_samples(encoder, source, detector, FLAG_RATE, flip_set_size=flip_set, seed=seed, device=DEVICE)
             write_scan_csv(case / f"scan-{detector}.csv", found)
             detection[detector] = {**detection_metrics(found.scores, found.flagged, truth), "seconds": time.perf_counter() - start}
         row["detection"] = detection
@@ -178,7 +179,7 @@ def run_case(attack: str, rate: float, seed: int, budget: dict, runs: Path, rows
         detector = DEFENCE_DETECTOR[attack]
         metrics = train(case / f"defended-{detector}",
                         config_for(f"arrays:{poisoned_npz}", seed, budget, exclude=case / f"scan-{detector}.csv"))
-        result = evaluate_attack(encoder_of(case / f"defended-{detector}"), clean_data, spec, seed=seed)
+        result = evaluate_attack(encoder_of(case / f"defended-{detector}"), clean_data, spec, seed=seed, device=DEVICE)
         row.update(defence_detector=detector, defended_asr=result.asr, defended_clean_acc=result.clean_accuracy)
         rows = save_row(store, rows, row)
     return rows
