@@ -92,14 +92,16 @@ def append_row(row: dict) -> None:
 
 def knn_rates(encoder: torch.nn.Module, clean, spec) -> dict[str, float]:
     """CTRL's monitor: weighted kNN over the clean training features; triggered and untriggered target rates."""
+    device = next(encoder.parameters()).device
     train, test = clean.train, clean.test
-    (train_z, train_i), (test_z, test_i) = (embed_source(encoder, part) for part in (train, test))
+    (train_z, train_i), (test_z, test_i) = (embed_source(encoder, part, device=device) for part in (train, test))
     train_y, test_y = _root_labels(train, train_i), _root_labels(test, test_i)
     images, labels = triggered_test_images(test, spec)
-    triggered_z = embed_in_batches(encoder, images)
+    triggered_z = embed_in_batches(encoder, images, device=device)
     # How much the trigger moves an image's embedding: the same images without it, in the same order.
     batch = materialize(test)
-    untriggered_z = embed_in_batches(encoder, to_uint8(batch["x"][_root_labels(test, batch["index"]) != spec.target_class]))
+    untriggered_z = embed_in_batches(encoder, to_uint8(batch["x"][_root_labels(test, batch["index"]) != spec.target_class]),
+                                     device=device)
     classes = int(train_y.max()) + 1
     test_pred = knn_predict(train_z, train_y, test_z, KNN_K, KNN_T, classes)
     trig_pred = knn_predict(train_z, train_y, triggered_z, KNN_K, KNN_T, classes)
@@ -127,7 +129,7 @@ class AttackCurve(L.Callback):
         was_training = encoder.training
         start = time.perf_counter()
         with torch.no_grad():
-            linear = evaluate_attack(encoder, self.clean, self.spec, seed=0)
+            linear = evaluate_attack(encoder, self.clean, self.spec, seed=0, device=next(encoder.parameters()).device)
             knn = knn_rates(encoder, self.clean, self.spec)
         encoder.train(was_training)
         row = {"config": self.name, **{k: v for k, v in self.cfg.items() if k != "every"}, "epoch": epoch,
@@ -151,7 +153,7 @@ def detect(name: str, cfg: dict, run_dir: Path, npz: Path, chosen: torch.Tensor)
     detection = {}
     for detector in DETECTORS:
         start = time.perf_counter()
-        found = score_samples(encoder, source, detector, base.FLAG_RATE, flip_set_size=base.FLIP_SET, seed=0)
+        found = score_samples(encoder, source, detector, base.FLAG_RATE, flip_set_size=base.FLIP_SET, seed=0, device=base.DEVICE)
         detection[detector] = {**detection_metrics(found.scores, found.flagged, truth), "seconds": time.perf_counter() - start}
         print(f"{name} {detector}: AUROC {detection[detector]['auroc']:.3f}, recall at 5% FP "
               f"{100 * detection[detector]['recall_at_5pct_fpr']:.1f}", flush=True)
