@@ -22,6 +22,12 @@ def code_version() -> str:
     return head + ("+changes" if dirty else "")
 
 
+def kept_notes(path: Path) -> str:
+    """The hand-written notes of a results file: from its line starting with "Notes" to the end ("" if none)."""
+    old = path.read_text() if path.exists() else ""
+    return old[old.index("\nNotes") + 1:] if "\nNotes" in old else ""
+
+
 def load_rows(path: Path) -> list[dict]:
     """A benchmark's finished rows (one JSON object per line; none when the file is missing)."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

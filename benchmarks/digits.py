@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from common import kept_notes, load_rows, save_rows  # benchmarks/ is on sys.path when a script here runs
 from selfsup.config import RunConfig, load_yaml, merge
 from selfsup.methods import list_methods
 from selfsup.train.runner import pretrain
@@ -68,17 +69,6 @@ def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     if len(values) < 2:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
-
-
-def load_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def save_rows(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def table(rows: list[dict], notes: str) -> str:
@@ -141,8 +131,7 @@ def main() -> None:
             rows = [x for x in rows if (x["method"], x["seed"]) != (method, seed)] + [row]
             save_rows(store, rows)
 
-    old = args.out.read_text() if args.out.exists() else ""
-    notes = old[old.index("\nNotes") + 1 :] if "\nNotes" in old else ""
+    notes = kept_notes(args.out)
     text = table(rows, notes)
     args.out.write_text(text)
     print(text)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from common import kept_notes, load_rows, save_rows  # benchmarks/ is on sys.path when a script here runs
 from selfsup.config import RunConfig, load_yaml, merge
 from selfsup.evaluate.run import evaluate_run
 from selfsup.rundir import CHECKPOINT, checkpoint_path, read_checkpoint, read_metrics
@@ -132,15 +133,6 @@ def evaluate_one(row: dict, runs: Path) -> dict:
     linear_chosen = record["evaluation"].get("chosen", {}).get("pretrained", {}).get("linear", {})
     out["linear_probe"] = "BatchNorm + SGD" if "lr" in linear_chosen else "L-BFGS"
     return out
-
-
-def load_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def save_rows(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def pct(value: float | None) -> str:
@@ -248,8 +240,7 @@ def main() -> None:
                 rows = [r for r in rows if _key(r) != key] + [row]
                 save_rows(store, rows)
                 print(json.dumps(row), flush=True)
-    old = args.out.read_text() if args.out.exists() else ""
-    notes = old[old.index("\nNotes") + 1:] if "\nNotes" in old else ""
+    notes = kept_notes(args.out)
     args.out.write_text(table(rows, notes))
     print(args.out.read_text())
 

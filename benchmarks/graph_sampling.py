@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from common import ROOT, code_version  # benchmarks/ is on sys.path when a script here runs
+from common import ROOT, code_version, kept_notes, load_rows, save_rows  # benchmarks/ is on sys.path when a script here runs
 
 from selfsup.config import RunConfig
 from selfsup.data import load_dataset
@@ -121,12 +121,6 @@ def run_mode(mode: str, steps: int, seed: int) -> dict:
     }
 
 
-def load_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def table(rows: list[dict], notes: str) -> str:
     data_row = next((r for r in rows if r["mode"] == "data"), None)
     runs = [r for r in rows if r["mode"] != "data"]
@@ -197,10 +191,8 @@ def main() -> None:
             lambda r: (r["mode"], r.get("steps"), r.get("seed")) == (mode, row["steps"], row["seed"])
         )
         rows = [r for r in rows if not same(r)] + [row]
-        store.parent.mkdir(parents=True, exist_ok=True)
-        store.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    old = args.out.read_text() if args.out.exists() else ""
-    notes = old[old.index("\nNotes") + 1:] if "\nNotes" in old else ""
+        save_rows(store, rows)
+    notes = kept_notes(args.out)
     text = table(rows, notes)
     args.out.write_text(text)
     print(text)

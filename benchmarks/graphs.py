@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import ROOT, cell, code_version, load_rows, mean_std, runnable, save_rows  # benchmarks/ is on sys.path when a script here runs
+from common import ROOT, cell, code_version, kept_notes, load_rows, mean_std, runnable, save_rows  # benchmarks/ is on sys.path when a script here runs
 
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "runs" / "graph_data"
@@ -364,10 +364,6 @@ def current(spec: GraphSet, row: dict) -> bool:
         row.get("max_steps") or spec.steps, spec.batch_size, protocol(spec))
 
 
-
-
-
-
 def _budget_line(spec: GraphSet, info: dict[str, Any], rows: list[dict]) -> str:
     width = spec.backbone.get("hidden_dim")
     backbones = sorted({f"{r['backbone']}" for r in rows})
@@ -558,15 +554,13 @@ def main() -> None:
             rows = [r for r in rows if _key(r) != key] + [row]
             save_rows(store, rows)
             out.parent.mkdir(parents=True, exist_ok=True)
-            old = out.read_text() if out.exists() else ""
-            notes = old[old.index("\nNotes") + 1:] if "\nNotes" in old else ""
+            notes = kept_notes(out)
             out.write_text(table(rows, notes))
             print(f"{tag}: {row['steps']} steps, linear {100 * row['linear']:.1f} (random-init "
                   f"{100 * row['random_linear']:.1f}, raw {100 * row['raw_linear']:.1f}), kNN {100 * row['knn']:.1f}, "
                   f"RankMe {row['rankme'] or math.nan:.1f}, train {row['train_s']:.0f} s "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
-    old = out.read_text() if out.exists() else ""
-    notes = old[old.index("\nNotes") + 1:] if "\nNotes" in old else ""
+    notes = kept_notes(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table(rows, notes))
     print(f"wrote {out}")

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import code_version  # noqa: E402
+from common import cell, code_version, kept_notes, load_rows, save_rows  # noqa: E402
 
 from selfsup.config import RunConfig, load_yaml, merge  # noqa: E402
 from selfsup.data import load_dataset  # noqa: E402
@@ -101,14 +101,9 @@ def encoder_of(run_dir: Path) -> torch.nn.Module:
     return load_run(run_dir)[1].encoder.to(DEVICE)
 
 
-def load_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def save_row(path: Path, rows: list[dict], row: dict) -> list[dict]:
     rows = [r for r in rows if r["key"] != row["key"]] + [row]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    save_rows(path, rows)
     print(json.dumps(row), flush=True)
     return rows
 
@@ -191,18 +186,6 @@ def clean_encoder(seed: int, budget: dict, runs: Path) -> dict:
     return {"encoder": encoder_of(run_dir)}
 
 
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
-def mean_std(values: list[float], percent: bool = True) -> str:
-    if not values:
-        return "-"
-    t = torch.tensor(values, dtype=torch.float64) * (100 if percent else 1)
-    digits = 1 if percent else 3
-    return f"{t.mean():.{digits}f}" + (f" ± {t.std():.{digits}f}" if len(values) > 1 else "")
-
-
 def held(r: dict) -> bool:
     """The attack took hold: the poisoned encoder's ASR more than 10 points above the clean one's."""
     return r["poisoned_asr"] > r["clean_asr"] + 0.10
@@ -229,9 +212,9 @@ def section(mine: list[dict], expected: int | None) -> list[str]:
         if not done:
             continue
         lines.append(
-            f"| {attack} | {100 * rate:g}% | {len(done)} | {done[0]['num_poisoned']} | {mean_std([r['clean_asr'] for r in done])} "
-            f"| {mean_std([r['poisoned_asr'] for r in done])} | {mean_std([r['clean_clean_acc'] for r in done])} "
-            f"| {mean_std([r['poisoned_clean_acc'] for r in done])} | {sum(held(r) for r in done)} of {len(done)} |"
+            f"| {attack} | {100 * rate:g}% | {len(done)} | {done[0]['num_poisoned']} | {cell([r['clean_asr'] for r in done])} "
+            f"| {cell([r['poisoned_asr'] for r in done])} | {cell([r['clean_clean_acc'] for r in done])} "
+            f"| {cell([r['poisoned_clean_acc'] for r in done])} | {sum(held(r) for r in done)} of {len(done)} |"
         )
     lines += [
         "",
@@ -249,9 +232,9 @@ def section(mine: list[dict], expected: int | None) -> list[str]:
                 continue
             goal = sum(m["recall_at_5pct_fpr"] >= 0.9 for m in ms)
             lines.append(
-                f"| {attack} | {100 * rate:g}% | {detector} | {len(ms)} | {mean_std([m['auroc'] for m in ms], False)} "
-                f"| {mean_std([m['recall_at_5pct_fpr'] for m in ms])} | {goal} of {len(ms)} "
-                f"| {mean_std([m['precision'] for m in ms])} | {mean_std([m['recall'] for m in ms])} "
+                f"| {attack} | {100 * rate:g}% | {detector} | {len(ms)} | {cell([m['auroc'] for m in ms], 1.0, 3)} "
+                f"| {cell([m['recall_at_5pct_fpr'] for m in ms])} | {goal} of {len(ms)} "
+                f"| {cell([m['precision'] for m in ms])} | {cell([m['recall'] for m in ms])} "
                 f"| {sum(m['seconds'] for m in ms) / len(ms):.0f} |"
             )
     lines += [
@@ -277,9 +260,9 @@ def section(mine: list[dict], expected: int | None) -> list[str]:
         back = sum(r["defended_asr"] <= r["clean_asr"] + 0.02 for r in counted)
         verdict = f"{back} of {len(counted)}" + (f" ({len(done) - len(counted)} not counted: no backdoor)" if len(counted) < len(done) else "")
         lines.append(
-            f"| {attack} | {100 * rate:g}% | {done[0]['defence_detector']} | {len(done)} | {mean_std([r['poisoned_asr'] for r in done])} "
-            f"| {mean_std([r['defended_asr'] for r in done])} | {mean_std([r['clean_asr'] for r in done])} | {verdict} "
-            f"| {mean_std([r['poisoned_clean_acc'] for r in done])} | {mean_std([r['defended_clean_acc'] for r in done])} |"
+            f"| {attack} | {100 * rate:g}% | {done[0]['defence_detector']} | {len(done)} | {cell([r['poisoned_asr'] for r in done])} "
+            f"| {cell([r['defended_asr'] for r in done])} | {cell([r['clean_asr'] for r in done])} | {verdict} "
+            f"| {cell([r['poisoned_clean_acc'] for r in done])} | {cell([r['defended_clean_acc'] for r in done])} |"
         )
     finished = sum("defended_asr" in r or r.get("defence") == "skipped" for r in mine)
     of = f" of {expected}" if expected else ""
@@ -350,8 +333,7 @@ def main() -> None:
     store = out.with_suffix(".jsonl")
     rows = load_rows(store)
     if args.table:  # rebuild the markdown from the rows, nothing run
-        old = out.read_text() if out.exists() else ""
-        out.write_text(table(rows, old[old.index("\nNotes") + 1:] if "\nNotes" in old else "", {}))
+        out.write_text(table(rows, kept_notes(out), {}))
         print(out.read_text())
         return
     # Seed by seed, so that whole seeds finish first; the clean encoder of a seed before its cases.
@@ -360,8 +342,7 @@ def main() -> None:
         for rate in sorted(args.rates, reverse=True):
             for attack in args.attacks:
                 rows = run_case(attack, rate, seed, budget, args.runs, rows, store, clean, flip_set, args.defend_always)
-                old = out.read_text() if out.exists() else ""
-                notes = old[old.index("\nNotes") + 1:] if "\nNotes" in old else ""
+                notes = kept_notes(out)
                 out.write_text(table(rows, notes, {budget_tag(budget): len(args.attacks) * len(args.rates) * len(args.seeds)}))
     print(out.read_text())
 

@@ -42,11 +42,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import poisoning as base  # noqa: E402  (the poisoning benchmark's data, config and training helpers)
-from common import code_version  # noqa: E402
+from common import code_version, kept_notes, load_rows  # noqa: E402
 
 from selfsup.data import load_dataset  # noqa: E402
-from selfsup.data.loader import materialize  # noqa: E402
-from selfsup.data.poison import poison_splits, to_uint8, write_poisoned  # noqa: E402
+from selfsup.data.poison import poison_splits, write_poisoned  # noqa: E402
 from selfsup.evaluate.attack import _root_labels, evaluate_attack, triggered_test_images  # noqa: E402
 from selfsup.evaluate.detect import DETECTORS, detection_metrics  # noqa: E402
 from selfsup.evaluate.embed import embed_in_batches, embed_source  # noqa: E402
@@ -79,12 +78,6 @@ CONFIGS: dict[str, dict] = {
 KNN_K, KNN_T = 200, 0.1  # CTRL's kNN monitor
 
 
-def load_rows() -> list[dict]:
-    if not STORE.is_file():
-        return []
-    return [json.loads(line) for line in STORE.read_text().splitlines() if line.strip()]
-
-
 def append_row(row: dict) -> None:
     with STORE.open("a") as f:  # one short line per write: two processes can append side by side
         f.write(json.dumps(row) + "\n")
@@ -98,14 +91,15 @@ def knn_rates(encoder: torch.nn.Module, clean, spec) -> dict[str, float]:
     train_y, test_y = _root_labels(train, train_i), _root_labels(test, test_i)
     images, labels = triggered_test_images(test, spec)
     triggered_z = embed_in_batches(encoder, images, device=device)
-    # How much the trigger moves an image's embedding: the same images without it, in the same order.
-    batch = materialize(test)
-    untriggered_z = embed_in_batches(encoder, to_uint8(batch["x"][_root_labels(test, batch["index"]) != spec.target_class]),
-                                     device=device)
+    others = test_y != spec.target_class
+    # How much the trigger moves an image's embedding: the same images without it are test_z's rows
+    # of the other classes, in the same order (both read the test source from its start).
+    if not torch.equal(labels, test_y[others]):
+        raise RuntimeError("the triggered test images are not in the order of the test embeddings")
+    untriggered_z = test_z[others]
     classes = int(train_y.max()) + 1
     test_pred = knn_predict(train_z, train_y, test_z, KNN_K, KNN_T, classes)
     trig_pred = knn_predict(train_z, train_y, triggered_z, KNN_K, KNN_T, classes)
-    others = test_y != spec.target_class
     return {
         "knn_clean_acc": float((test_pred == test_y).float().mean()),
         "knn_asr": float((trig_pred == spec.target_class).float().mean()),
@@ -163,7 +157,7 @@ def detect(name: str, cfg: dict, run_dir: Path, npz: Path, chosen: torch.Tensor)
 
 def run(name: str, runs: Path) -> None:
     cfg = CONFIGS[name]
-    rows = [r for r in load_rows() if r["config"] == name]
+    rows = [r for r in load_rows(STORE) if r["config"] == name]
     done = {r["epoch"] for r in rows if "epoch" in r}
     case = runs / name
     case.mkdir(parents=True, exist_ok=True)
@@ -179,10 +173,9 @@ def run(name: str, runs: Path) -> None:
         if not any("detection" in r for r in rows):
             detect(name, cfg, run_dir, npz, chosen)
         return
-    budget = {**base.BUDGET, "epochs": cfg["epochs"], "train_subset": cfg["train_subset"], "method": cfg.get("method", "simclr")}
+    budget = {**base.BUDGET, "epochs": cfg["epochs"], "train_subset": cfg["train_subset"], "method": cfg.get("method", "simclr"),
+              "backbone_params": cfg["backbone_params"], "views_params": cfg.get("views_params", {})}
     config = base.config_for(f"arrays:{npz}", 0, budget)
-    config.backbone.params = dict(cfg["backbone_params"])
-    config.views.params = {**config.views.params, **cfg.get("views_params", {})}
     config.train.checkpoint_every_n_epochs = cfg["every"]
     partial = base.checkpoint_path(run_dir) if run_dir.exists() else None
     base.pretrain(None if partial else config, run_dir=run_dir, evaluate=False, resume=bool(partial),
@@ -191,7 +184,7 @@ def run(name: str, runs: Path) -> None:
 
 
 def table() -> str:
-    everything = load_rows()
+    everything = load_rows(STORE)
     rows = [r for r in everything if "epoch" in r]
     lines = [
         "# Does the backdoor take hold as training goes on?",
@@ -254,7 +247,7 @@ def plot(path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in load_rows() if "epoch" in r]
+    rows = [r for r in load_rows(STORE) if "epoch" in r]
     names = sorted({r["config"] for r in rows})
     if not names:
         return
@@ -281,8 +274,7 @@ def plot(path: Path) -> None:
 
 def write_outputs() -> None:
     out = RESULTS / "poisoning_curve.md"
-    old = out.read_text() if out.exists() else ""
-    notes = old[old.index("\nNotes") + 1:] if "\nNotes" in old else ""
+    notes = kept_notes(out)
     out.write_text(table() + ("\n" + notes if notes else ""))
     plot(RESULTS / "poisoning_curve.png")
 

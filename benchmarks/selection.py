@@ -27,6 +27,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import kept_notes  # noqa: E402
 
 from selfsup.config import RunConfig, load_yaml, merge  # noqa: E402
 from selfsup.methods import METHODS  # noqa: E402
@@ -128,8 +130,7 @@ def main() -> None:
         "Per-run tables: `<workdir>/<setting>/sweep.md`. Command: `python benchmarks/selection.py [--settings ...]`",
         "",
     ]
-    old = args.out.read_text() if args.out.exists() else ""
-    notes = old[old.index("\nNotes") + 1 :] if "\nNotes" in old else ""
+    notes = kept_notes(args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + ("\n" + notes if notes else ""))
     print(args.out.read_text())

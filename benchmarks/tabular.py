@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import ROOT, cell, code_version, load_rows, mean_std, runnable, save_rows  # benchmarks/ is on sys.path when a script here runs
+from common import ROOT, cell, code_version, kept_notes, load_rows, mean_std, runnable, save_rows  # benchmarks/ is on sys.path when a script here runs
 
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "runs" / "tabular_data"
@@ -497,8 +497,7 @@ def main() -> None:
                            f"10% {100 * (row['10% labels'] or math.nan):.1f}, "
                            f"random-init linear {100 * row['random_linear']:.1f}")
             print(f"{tag}: {summary} ({time.perf_counter() - start:.0f} s)", flush=True)
-    old = out.read_text() if out.exists() else ""
-    notes = old[old.index("\nNotes") + 1:] if "\nNotes" in old else ""
+    notes = kept_notes(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table(rows, notes))
     print(f"wrote {out}")

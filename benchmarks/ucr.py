@@ -34,6 +34,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import kept_notes, load_rows, save_rows  # noqa: E402
+
 DATASETS = ["GunPoint", "ItalyPowerDemand", "ArrowHead", "OSULeaf", "ACSF1", "BasicMotions", "JapaneseVowels"]
 ARCHIVE = {"BasicMotions": "uea", "JapaneseVowels": "uea"}
 # Published test accuracies (ANCHORS.md): TS2Vec, T-Loss, TNC, TS-TCC. UCR columns as reprinted in
@@ -163,7 +166,7 @@ def main() -> None:
         print(json.dumps(run_one(args.one[0], args.one[1], int(args.one[2]))))
         return
     store = args.out.with_suffix(".jsonl")
-    rows = [json.loads(x) for x in store.read_text().splitlines() if x.strip()] if store.exists() else []
+    rows = load_rows(store)
     for dataset in args.datasets:
         for method in args.methods:
             for seed in args.seeds:
@@ -176,10 +179,8 @@ def main() -> None:
                 row = json.loads(child.stdout.strip().splitlines()[-1])
                 print(json.dumps(row), flush=True)
                 rows = [x for x in rows if (x["dataset"], x["method"], x["seed"]) != (dataset, method, seed)] + [row]
-                store.parent.mkdir(parents=True, exist_ok=True)
-                store.write_text("".join(json.dumps(x) + "\n" for x in rows))
-    old = args.out.read_text() if args.out.exists() else ""
-    notes = old[old.index("\nNotes") + 1 :] if "\nNotes" in old else ""
+                save_rows(store, rows)
+    notes = kept_notes(args.out)
     text = table(rows, notes)
     args.out.write_text(text)
     print(text)
