@@ -314,9 +314,9 @@ def run_method(spec: GraphSet, method: str, seed: int, max_steps: int) -> dict:
     from selfsup.evaluate.run import evaluate_run
     from selfsup.train.runner import pretrain
 
-    # Input statistics from every sample (the library takes a random 10,000 when there are more). On the
-    # package graph (18,666 nodes, sparse words) a word present only outside that subset gets the scale
-    # floor 1e-6, so its nodes' features become 1e6 and swamp the GCN (RankMe ~1): see the notes.
+    # Input statistics from every sample (the library takes a random 10,000 when there are more): on the
+    # package graph (18,666 nodes, sparse words) some words occur only outside such a subset, and every
+    # row here was measured this way (see the notes: before the library's fix such a word swamped the GCN).
     selfsup.rundir.STATISTICS_SAMPLES = max(selfsup.rundir.STATISTICS_SAMPLES, 10**9)
     config = run_config(spec, method, seed, max_steps)
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,6 +21,13 @@ from selfsup.data.base import Batch, BadSample, collate_samples
 from selfsup.registry import Registry
 
 
+def unit_if_constant(scale: torch.Tensor) -> torch.Tensor:
+    """A per-feature scale with 1 where the feature was constant in the samples read (scale below
+    ``1e-6``), as scikit-learn's scalers do: such a feature standardises to 0 all the same, and a
+    sample outside the samples read that differs is shifted, not multiplied by a million."""
+    return torch.where(scale < 1e-6, torch.ones_like(scale), scale)
+
+
 class Modality:
     """Base of every modality; the defaults suit samples that are one float tensor ``"x"``.
 
@@ -105,8 +112,7 @@ class Modality:
         var = (total_sq / count.clamp(min=1) - mean * mean).clamp(min=0)
         if self.unbiased_std:
             var = var * count / (count - 1).clamp(min=1)
-        std = var.sqrt().float()
-        return self._shape(mean).float(), self._shape(torch.where(std < 1e-6, torch.ones_like(std), std))
+        return self._shape(mean).float(), self._shape(unit_if_constant(var.sqrt().float()))
 
     def _shape(self, stat: torch.Tensor) -> torch.Tensor:
         """Statistics over ``stat_dims`` reshaped to broadcast over one sample ``[*sample_shape]``."""

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 import torch
 
 from selfsup.data.graph_batch import GraphBatch, sample_rows
-from selfsup.data.modalities import Modality, register_modality
+from selfsup.data.modalities import Modality, register_modality, unit_if_constant
 
 
 @register_modality("graph")
@@ -53,7 +53,7 @@ class GraphModality(Modality):
             top = m if top is None else torch.maximum(top, m)
         if top is None:
             raise ValueError("no samples to compute input statistics from")
-        return torch.zeros_like(top), torch.where(top < 1e-6, torch.ones_like(top), top)
+        return torch.zeros_like(top), unit_if_constant(top)
 
     def standardize(self, x: GraphBatch, mean: torch.Tensor, std: torch.Tensor) -> GraphBatch:  # type: ignore[override]
         return x.replace(x=(x.x - mean) / std)
